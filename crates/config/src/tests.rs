@@ -1,0 +1,164 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/edusync/edusync.toml"), text)
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("config should be refused").to_string()
+}
+
+const MINIMAL: &str = r#"
+[[profiles]]
+name = "teaching"
+[profiles.source]
+url = "sqlite://./timetable.db"
+[[profiles.targets]]
+kind = "vdir"
+path = "./calendars"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.state,
+        StateUrl::Sqlite(PathBuf::from("/etc/edusync/edusync-state.db"))
+    );
+    assert_eq!(c.server.listen, "127.0.0.1:8080");
+    let p = &c.profiles[0];
+    assert_eq!(p.timezone_name, "Europe/London");
+    assert_eq!(p.schedule, Duration::from_secs(600));
+    assert_eq!(p.max_event_hours, 24);
+    assert_eq!(p.source.prefix, "tt_");
+    assert_eq!(
+        p.source.url,
+        SourceUrl::Sqlite(PathBuf::from("/etc/edusync/./timetable.db"))
+    );
+    assert_eq!((p.window.past_days, p.window.future_days), (7, 365));
+    assert_eq!(p.guard.max_delete_percent, 10.0);
+    assert_eq!(p.categories, vec!["Timetable".to_string()]);
+    assert_eq!(p.targets[0].name, "vdir");
+    assert_eq!(p.cancelled, CancelledMode::Remove);
+    assert_eq!(p.drift, DriftMode::Restore);
+}
+
+#[test]
+fn full_interface_example_parses() {
+    let text = r#"
+state = "postgres://edusync:hunter2@db.example.ac.uk/edusync"
+[server]
+listen = "0.0.0.0:8080"
+[hub]
+root = "./collected"
+[[profiles]]
+name = "teaching"
+timezone = "Europe/London"
+schedule = "10m"
+max_event_hours = 24
+[profiles.source]
+url = "sqlite://./timetable.db"
+prefix = "tt_"
+[profiles.window]
+past_days = 7
+future_days = 365
+[profiles.guard]
+max_delete_percent = 10
+[[profiles.targets]]
+kind = "graph"
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "00000000-0000-0000-0000-000000000000"
+client_secret_env = "EDUSYNC_GRAPH_SECRET"
+calendar = "Timetable"
+authority_url = "https://login.microsoftonline.com"
+graph_url = "https://graph.microsoft.com"
+[[profiles.targets]]
+kind = "caldav"
+calendar_url = "https://dav.example.ac.uk/{email}/timetable/"
+username = "edusync"
+password_env = "EDUSYNC_CALDAV_PASSWORD"
+[[profiles.targets]]
+kind = "google"
+credentials_file_env = "EDUSYNC_GOOGLE_KEY"
+calendar = "Timetable"
+token_url = "https://oauth2.googleapis.com/token"
+api_url = "https://www.googleapis.com/calendar/v3"
+[[profiles.targets]]
+kind = "vdir"
+path = "./calendars"
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.profiles[0].targets.len(), 4);
+    let summary = c.redacted_summary();
+    assert!(!summary.contains("hunter2"), "{summary}");
+    assert!(summary.contains("edusync:***@db.example.ac.uk"));
+}
+
+/// Each bad config and the exact message it must produce.
+#[test]
+fn bad_configs_name_key_file_and_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[profiles]]\nname = \"t\"\nschedule = \"soon\"\n",
+            "config file /etc/edusync/edusync.toml, line 3: profiles[0].schedule = \"soon\" is not a duration; write e.g. \"90s\", \"10m\", \"1h\"",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\ntimezone = \"Mars/Olympus\"\n",
+            "config file /etc/edusync/edusync.toml, line 3: profiles[0].timezone = \"Mars/Olympus\" is not a known IANA time zone; use a name like \"Europe/London\"",
+        ),
+        (
+            "state = \"redis://x\"\n",
+            "config file /etc/edusync/edusync.toml, line 1: `state` = \"redis://x\" is not a supported state URL; use sqlite://PATH or postgres://USER@HOST/DB",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"exchange\"\n",
+            "config file /etc/edusync/edusync.toml, line 6: profile \"t\": profiles[0].targets[0].kind = \"exchange\" is not a target kind; use one of \"graph\", \"caldav\", \"google\", \"vdir\"",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"graph\"\ntenant_id = \"x\"\n",
+            "config file /etc/edusync/edusync.toml, line 5: profile \"t\": profiles[0].targets[0] (kind = \"graph\") needs `client_id`; the application (client) id of the app registration",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[profiles.guard]\nmax_delete_percent = 150\n[[profiles.targets]]\nkind = \"vdir\"\npath = \"c\"\n",
+            "config file /etc/edusync/edusync.toml, line 6: profile \"t\": guard.max_delete_percent = 150 must be between 0 and 100",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\nschedul = \"10m\"\n",
+            "config file /etc/edusync/edusync.toml, line 3: unknown field `schedul`, expected one of `name`, `timezone`, `schedule`, `max_event_hours`, `source`, `window`, `guard`, `targets`, `pilot`, `cancelled`, `drift`, `categories`, `templates`",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"caldav\"\ncalendar_url = \"https://dav/x/\"\n",
+            "config file /etc/edusync/edusync.toml, line 7: profile \"t\": profiles[0].targets[0].calendar_url must contain {email} or {person_id} so each person gets their own calendar",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(&err(text), want, "config:\n{text}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+    assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+    assert_eq!(parse_duration("0s"), None);
+    assert_eq!(parse_duration("5 minutes"), None);
+    assert_eq!(parse_duration("m"), None);
+}
+
+#[test]
+fn url_redaction() {
+    assert_eq!(redact_url("postgres://u:p@h/db"), "postgres://u:***@h/db");
+    assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+}
+
+#[test]
+fn missing_secret_env_is_explained() {
+    let key = EnvKey {
+        var: "EDUSYNC_TEST_SURELY_UNSET_VAR".into(),
+        key: "profiles[0].targets[0].client_secret_env".into(),
+    };
+    let e = secret_from_env(Path::new("e.toml"), &key).unwrap_err();
+    assert_eq!(e.to_string(), "environment variable EDUSYNC_TEST_SURELY_UNSET_VAR is not set (named by `profiles[0].targets[0].client_secret_env` in e.toml); export it before running edusync");
+}
