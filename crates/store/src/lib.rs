@@ -1,0 +1,251 @@
+//! edusync's state: the ledger of what each target holds, the outbox of
+//! planned operations, and the run history.
+//!
+//! [`Store`] is the one interface the engine and the server use; SQLite
+//! ([`sqlite::SqliteStore`], the embedded default) implements it, and a
+//! PostgreSQL store implements the same trait. The ledger is read in
+//! `(person_id, event_id)` byte order, which [`edusync_core::plan`] relies on.
+
+use edusync_core::plan::{Counts, LedgerRow};
+use serde::Serialize;
+
+pub mod outbox;
+pub mod sqlite;
+
+pub use outbox::{Ack, OpKind, OutboxOp, OutboxRow, OpState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {location}: {source}")]
+    Sqlite {
+        location: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state database {location} was written by a newer edusync (schema version {found}, this build knows up to {known}); upgrade edusync")]
+    TooNew {
+        location: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("run {0} does not exist")]
+    NoSuchRun(i64),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the ledger knows about one person's copy of one event on one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    pub person_id: String,
+    pub event_id: String,
+    pub fingerprint: u64,
+    pub starts_at: i64,
+    /// The calendar it was written to (email).
+    pub calendar: String,
+    /// The target's id for it (Graph event id, CalDAV href, file name).
+    pub remote_id: Option<String>,
+    /// The target's version tag when written (ETag, change key, mtime).
+    pub etag: Option<String>,
+    pub sequence: u32,
+    pub gone: bool,
+    pub updated_at: i64,
+}
+
+pub type RunId = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Sync,
+    Cleardown,
+    Approve,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Sync => "sync",
+            RunKind::Cleardown => "cleardown",
+            RunKind::Approve => "approve",
+        }
+    }
+}
+
+/// The life of a run: `running`, then one of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    /// Everything planned was applied (permanent per-person errors are reported, not retried).
+    Applied,
+    /// Creates and updates applied; deletes held by the guard.
+    Held,
+    Failed,
+    /// A held run whose deletes an operator approved and that were then applied.
+    Approved,
+    /// A held run an operator rejected: its deletes were dropped.
+    Rejected,
+    /// A held run whose deletes a later run re-planned.
+    Superseded,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Applied => "applied",
+            RunStatus::Held => "held",
+            RunStatus::Failed => "failed",
+            RunStatus::Approved => "approved",
+            RunStatus::Rejected => "rejected",
+            RunStatus::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> RunStatus {
+        match s {
+            "applied" => RunStatus::Applied,
+            "held" => RunStatus::Held,
+            "failed" => RunStatus::Failed,
+            "approved" => RunStatus::Approved,
+            "rejected" => RunStatus::Rejected,
+            "superseded" => RunStatus::Superseded,
+            _ => RunStatus::Running,
+        }
+    }
+}
+
+/// One run as the history shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub run_id: RunId,
+    pub profile: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub counts: Counts,
+    pub quarantined: u64,
+    /// Operations that failed (after retries) in this run.
+    pub failed_ops: u64,
+    pub hold_reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What a finished run records.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    pub counts: Counts,
+    pub quarantined: u64,
+    pub failed_ops: u64,
+    pub hold_reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A per-operation error, kept for the console and the CLI summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpError {
+    pub run_id: RunId,
+    pub target: String,
+    pub person_id: String,
+    pub event_id: String,
+    pub kind: String,
+    pub permanent: bool,
+    pub message: String,
+    pub at: i64,
+}
+
+/// A quarantined source row, as recorded with its run.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineRecord {
+    pub view: String,
+    pub row: String,
+    pub reason: String,
+}
+
+/// The state store. Every method is one short transaction unless it says otherwise.
+pub trait Store: Send + Sync {
+    /// Calls `f` for every ledger row of `profile`/`target`, ordered by
+    /// `(person_id, event_id)` as bytes.
+    fn scan_ledger(
+        &self,
+        profile: &str,
+        target: &str,
+        f: &mut dyn FnMut(LedgerRow<'_>),
+    ) -> Result<()>;
+
+    /// Number of ledger rows of a profile, over all its targets.
+    fn ledger_count(&self, profile: &str) -> Result<u64>;
+
+    /// Ledger rows of one person (per-person lookup).
+    fn ledger_for_person(&self, profile: &str, person_id: &str) -> Result<Vec<(String, LedgerEntry)>>;
+
+    /// Ledger rows for the given keys of one target.
+    fn ledger_entries(
+        &self,
+        profile: &str,
+        target: &str,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Option<LedgerEntry>>>;
+
+    /// Every ledger row of a target (reconcile, cleardown).
+    fn ledger_all(&self, profile: &str, target: &str) -> Result<Vec<LedgerEntry>>;
+
+    /// Starts a run and returns its id.
+    fn start_run(&self, profile: &str, kind: RunKind) -> Result<RunId>;
+
+    /// Records the plan of `run` for one target as its outbox, replacing
+    /// every op of an earlier plan of the same profile and target (held ones
+    /// too: the newer plan is the truth, and earlier held runs become
+    /// `superseded`). One transaction.
+    fn replace_outbox(&self, run: RunId, profile: &str, target: &str, ops: &mut dyn Iterator<Item = OutboxOp>) -> Result<()>;
+
+    /// Outbox rows of a target in `state`, optionally only those of `run`.
+    fn outbox(&self, profile: &str, target: &str, state: OpState, run: Option<RunId>) -> Result<Vec<OutboxRow>>;
+
+    /// Pending and held op counts of a profile.
+    fn outbox_counts(&self, profile: &str) -> Result<(u64, u64)>;
+
+    /// Records acknowledged operations: updates the ledger and removes their
+    /// outbox rows, in one transaction.
+    fn ack(&self, profile: &str, target: &str, acks: &[Ack]) -> Result<()>;
+
+    /// Records failed operations (they stay in the outbox for the next cycle).
+    fn record_failures(&self, profile: &str, errors: &[OpError]) -> Result<()>;
+
+    /// Marks held ops of `run` as pending (approval).
+    fn release_held(&self, run: RunId) -> Result<u64>;
+
+    /// Drops held ops of `run` (rejection).
+    fn drop_held(&self, run: RunId) -> Result<u64>;
+
+    /// Changes ledger rows after reconciling with a target: `Some(entry)` replaces,
+    /// `None` removes.
+    fn reconcile_ledger(&self, profile: &str, target: &str, changes: &[(String, String, Option<LedgerEntry>)]) -> Result<()>;
+
+    fn finish_run(&self, run: RunId, status: RunStatus, outcome: &RunOutcome) -> Result<()>;
+    fn set_run_status(&self, run: RunId, status: RunStatus) -> Result<()>;
+    fn run(&self, run: RunId) -> Result<Run>;
+    fn runs(&self, profile: Option<&str>, limit: u32) -> Result<Vec<Run>>;
+    fn record_quarantine(&self, run: RunId, rows: &[QuarantineRecord]) -> Result<()>;
+    fn quarantine(&self, run: RunId, limit: u32) -> Result<Vec<QuarantineRecord>>;
+    fn op_errors(&self, run: RunId, limit: u32) -> Result<Vec<OpError>>;
+    fn op_errors_for_person(&self, profile: &str, person_id: &str, limit: u32) -> Result<Vec<OpError>>;
+}
+
+/// Opens the store named by a config `state` URL.
+pub fn open(url: &edusync_config::StateUrl) -> Result<Box<dyn Store>> {
+    match url {
+        edusync_config::StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        edusync_config::StateUrl::Postgres(_) => Err(StoreError::Invalid(
+            "a PostgreSQL state store is not available in this build; use state = \"sqlite://…\"".into(),
+        )),
+    }
+}
+
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
