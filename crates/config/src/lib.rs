@@ -81,6 +81,16 @@ pub struct HubConfig {
     pub root: PathBuf,
     /// Largest single file a site may upload, in bytes. Default 1 GiB.
     pub max_file_bytes: u64,
+    /// Most bytes the hub keeps under `root`; a write past it fails as a full
+    /// disk does (ENOSPC) and the agent retries later. Default: no limit.
+    pub quota_bytes: Option<u64>,
+    /// A site not heard from (heartbeat or data) for this long is highlighted
+    /// on the Sites page. Default 2 days.
+    pub silent_after: Duration,
+    /// The days the schools' servers are switched on, for the ICS feed:
+    /// `"2FRI"` = second Friday of each month, `"-1MON"` = last Monday.
+    /// Default `["2FRI", "4FRI"]`.
+    pub server_days: Vec<String>,
 }
 
 /// One sync profile (for example `exams` or `teaching`).
@@ -394,6 +404,9 @@ struct RawServer {
 struct RawHub {
     root: Option<String>,
     max_file_bytes: Option<u64>,
+    quota_bytes: Option<u64>,
+    silent_after: Option<Spanned<String>>,
+    server_days: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -522,11 +535,40 @@ impl Cx<'_> {
             None => HubConfig {
                 root: self.resolve("collected"),
                 max_file_bytes: 1 << 30,
+                quota_bytes: None,
+                silent_after: Duration::from_secs(2 * 86_400),
+                server_days: vec!["2FRI".into(), "4FRI".into()],
             },
-            Some(h) => HubConfig {
-                root: self.resolve(h.root.as_deref().unwrap_or("collected")),
-                max_file_bytes: h.max_file_bytes.unwrap_or(1 << 30),
-            },
+            Some(h) => {
+                let silent_after = match h.silent_after {
+                    None => Duration::from_secs(2 * 86_400),
+                    Some(s) => parse_duration(s.get_ref()).ok_or_else(|| {
+                        self.err_at(
+                            s.span(),
+                            format!("hub.silent_after = {:?} is not a duration; write e.g. \"36h\" or \"2d\"", s.get_ref()),
+                        )
+                    })?,
+                };
+                let mut server_days = Vec::new();
+                for d in h.server_days.unwrap_or_else(|| {
+                    vec![Spanned::new(0..0, "2FRI".into()), Spanned::new(0..0, "4FRI".into())]
+                }) {
+                    if !is_valid_server_day(d.get_ref()) {
+                        return Err(self.err_at(
+                            d.span(),
+                            format!("hub.server_days: {:?} is not a day of the month; write the week (1-5, or -1 for the last) and the weekday, e.g. \"2FRI\" or \"-1MON\"", d.get_ref()),
+                        ));
+                    }
+                    server_days.push(d.get_ref().to_ascii_uppercase());
+                }
+                HubConfig {
+                    root: self.resolve(h.root.as_deref().unwrap_or("collected")),
+                    max_file_bytes: h.max_file_bytes.unwrap_or(1 << 30),
+                    quota_bytes: h.quota_bytes,
+                    silent_after,
+                    server_days,
+                }
+            }
         };
         let mut profiles: Vec<Profile> = Vec::new();
         for (i, p) in raw.profiles.into_iter().enumerate() {
@@ -914,6 +956,14 @@ fn tz_or_panic_free(name: &str) -> Result<jiff::tz::TimeZone, ConfigError> {
         path: PathBuf::new(),
         message: format!("time zone database lacks {name}: {e}"),
     })
+}
+
+/// `"2FRI"`, `"-1MON"`: week of the month (1–5 or -1 for the last) and a weekday.
+pub fn is_valid_server_day(s: &str) -> bool {
+    let s = s.to_ascii_uppercase();
+    let (week, day) = s.split_at(s.len().saturating_sub(3));
+    matches!(day, "MON" | "TUE" | "WED" | "THU" | "FRI" | "SAT" | "SUN")
+        && matches!(week, "1" | "2" | "3" | "4" | "5" | "-1")
 }
 
 fn trim_slash(s: String) -> String {
