@@ -1,0 +1,14 @@
+//! One module per subcommand; each exposes `Args` (or a subcommand enum) and `run`.
+
+pub mod agent;
+pub mod approve;
+pub mod check;
+pub mod common;
+pub mod cleardown;
+pub mod demo;
+pub mod generate;
+pub mod plan;
+pub mod serve;
+pub mod site;
+pub mod sync;
+pub mod user;

@@ -1,0 +1,127 @@
+//! Calendar targets, one folder each, and the delivery loop they share.
+//!
+//! A target receives, per calendar (one person's calendar), a batch of
+//! [`CalendarOp`]s and answers one [`Outcome`] per op. Every target obeys
+//! the contract of `shared/spec/interface.md`: it touches only events that
+//! carry the edusync marker, and replaying any op is harmless.
+//!
+//! - [`vdir`]: a local folder of `.ics` files per person.
+//! - [`delivery`]: per-calendar queues, concurrency limits and retries.
+//!
+//! Architecture invariant: only this crate talks to calendar services.
+
+use edusync_core::render::RenderedEvent;
+
+pub mod delivery;
+pub mod vdir;
+
+/// What an op does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Create,
+    Update,
+    Delete,
+}
+
+/// What the ledger says a target holds for an entry (for updates and deletes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    pub calendar: String,
+    pub remote_id: Option<String>,
+    pub etag: Option<String>,
+    pub sequence: u32,
+}
+
+/// One operation on one person's calendar.
+#[derive(Debug, Clone)]
+pub struct CalendarOp {
+    pub kind: OpKind,
+    pub profile: String,
+    pub person_id: String,
+    pub event_id: String,
+    /// The calendar (email) the op writes to; for deletes, where it was written.
+    pub calendar: String,
+    /// The event as it must look (creates and updates).
+    pub event: Option<RenderedEvent>,
+    pub prior: Option<Prior>,
+}
+
+/// A target's answer for one op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Created or updated; this is what the ledger must now say.
+    Written {
+        remote_id: String,
+        etag: Option<String>,
+        sequence: u32,
+    },
+    /// Deleted, or was already gone.
+    Deleted,
+    /// Not done. `retryable` failures (timeouts, 429, 5xx) are tried again;
+    /// permanent ones (unknown mailbox, refused) are reported per person.
+    Failed { retryable: bool, message: String },
+}
+
+/// An edusync event found in a calendar (reconcile, drift repair).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteItem {
+    pub event_id: String,
+    pub remote_id: String,
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{target}: {message}")]
+    Failed { target: String, message: String },
+}
+
+/// Every kind of target, dispatched statically.
+#[derive(Debug)]
+pub enum Target {
+    Vdir(vdir::VdirTarget),
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Vdir(_) => "vdir",
+        }
+    }
+
+    /// Applies `ops` to `calendar`, answering one outcome per op, in order.
+    pub async fn apply(&self, calendar: &str, ops: &[CalendarOp]) -> Vec<Outcome> {
+        match self {
+            Target::Vdir(t) => t.apply(calendar, ops),
+        }
+    }
+
+    /// The edusync events of `profile` in `calendar`.
+    pub async fn list(&self, calendar: &str, profile: &str) -> Result<Vec<RemoteItem>, TargetError> {
+        match self {
+            Target::Vdir(t) => t.list(calendar, profile),
+        }
+    }
+
+    /// Removes every event of `profile` from every calendar, found by marker,
+    /// so it works with an empty ledger. Returns how many were removed.
+    pub async fn cleardown(&self, profile: &str) -> Result<u64, TargetError> {
+        match self {
+            Target::Vdir(t) => t.cleardown(profile),
+        }
+    }
+
+    /// Reaches the target and checks it can be written; says what is wrong otherwise.
+    pub async fn check(&self) -> Result<String, TargetError> {
+        match self {
+            Target::Vdir(t) => t.check(),
+        }
+    }
+
+    /// How many calendars the delivery loop works on at once for this target.
+    pub fn calendar_concurrency(&self) -> usize {
+        match self {
+            Target::Vdir(_) => 4,
+        }
+    }
+}
