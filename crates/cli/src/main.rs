@@ -49,6 +49,8 @@ enum Command {
     Site(cmd::site::SiteCommand),
     /// The site agent: ships a site's data files to the hub whenever it can.
     Agent(cmd::agent::Args),
+    /// Performance benchmarks (see BENCHMARKS.md).
+    Bench(cmd::bench::Args),
 }
 
 /// Shared `--config FILE` argument.
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::User(c) => cmd::user::run(c),
         Command::Site(c) => cmd::site::run(c),
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

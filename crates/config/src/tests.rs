@@ -162,3 +162,11 @@ fn missing_secret_env_is_explained() {
     let e = secret_from_env(Path::new("e.toml"), &key).unwrap_err();
     assert_eq!(e.to_string(), "environment variable EDUSYNC_TEST_SURELY_UNSET_VAR is not set (named by `profiles[0].targets[0].client_secret_env` in e.toml); export it before running edusync");
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = include_str!("../../../edusync.example.toml");
+    let c = Config::parse(Path::new("/srv/edusync/edusync.toml"), text).unwrap();
+    assert_eq!(c.profiles[0].name, "teaching");
+    assert_eq!(c.hub.root, PathBuf::from("/srv/edusync/./collected"));
+}

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod approve;
+pub mod bench;
 pub mod check;
 pub mod common;
 pub mod cleardown;

@@ -1,0 +1,192 @@
+//! `edusync bench plan`: the plan benchmarks of BENCHMARKS.md, side by side
+//! with their floor, in one run.
+//!
+//! The floor is SQLite counting the de-duplicated attendance join (direct
+//! rows UNION group-member rows) on the same file. Each edusync scenario runs
+//! in a fresh child process so its peak RSS is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use edusync_store::{Ack, LedgerEntry};
+
+use super::common;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub what: What,
+    /// Working folder (timetable and state are kept there between runs).
+    #[arg(long, default_value = "edusync-bench")]
+    pub dir: PathBuf,
+    /// Students in the generated timetable (35000 ≈ 5 million entries).
+    #[arg(long, default_value_t = 35_000)]
+    pub students: u32,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Internal: run one scenario and print its time and peak RSS.
+    #[arg(long, hide = true)]
+    pub child: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum What {
+    /// plan with an empty state and with a state in sync, against the SQLite floor.
+    Plan,
+}
+
+const CONFIG: &str = r#"state = "sqlite://./STATE"
+[[profiles]]
+name = "teaching"
+timezone = "Europe/London"
+[profiles.source]
+url = "sqlite://./timetable.db"
+[profiles.window]
+past_days = 3650
+future_days = 3650
+[[profiles.targets]]
+kind = "vdir"
+path = "./calendars"
+"#;
+
+fn config(dir: &Path, state: &str) -> Result<PathBuf> {
+    let p = dir.join(format!("{state}.toml"));
+    std::fs::write(&p, CONFIG.replace("STATE", state))?;
+    Ok(p)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    std::fs::create_dir_all(&a.dir)?;
+    let dir = a.dir.canonicalize()?;
+    if let Some(which) = &a.child {
+        let cfg = common::load(&config(&dir, which)?)?;
+        let store = common::store(&cfg)?;
+        let t = Instant::now();
+        let plan = edusync_engine::plan(&cfg.profiles[0], store.as_ref(), jiff::Timestamp::now())?;
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{{\"secs\":{secs},\"peak_rss_kib\":{},\"create\":{},\"unchanged\":{},\"entries\":{}}}",
+            peak_rss_kib(),
+            plan.counts.create,
+            plan.counts.unchanged,
+            plan.desire.attendance.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let timetable = dir.join("timetable.db");
+    let marker = dir.join(format!("students-{}", a.students));
+    if !timetable.exists() || !marker.exists() {
+        eprintln!("generating {} students…", a.students);
+        let opts = edusync_generate::GenerateOptions {
+            students: a.students,
+            seed: 1,
+            start: edusync_generate::default_start(jiff::Zoned::now().date()),
+        };
+        edusync_generate::generate(&timetable, &opts, &mut |l| eprintln!("  {l}"))?;
+        let _ = std::fs::remove_file(dir.join("synced.db"));
+        std::fs::write(&marker, b"")?;
+    }
+    // A state that is exactly in sync: the ledger holds every desired entry.
+    let synced = dir.join("synced.db");
+    if !synced.exists() {
+        eprintln!("seeding a ledger that is in sync…");
+        let cfg = common::load(&config(&dir, "synced.db")?)?;
+        let store = common::store(&cfg)?;
+        let p = &cfg.profiles[0];
+        let d = edusync_engine::desire(p, jiff::Timestamp::now())?;
+        let tt = &d.tt;
+        let mut batch = Vec::with_capacity(100_000);
+        for (person, event) in d.attendance.iter() {
+            let pe = &tt.people[person as usize];
+            let ev = &tt.events[event as usize];
+            batch.push(Ack::Written(LedgerEntry {
+                person_id: pe.id.clone(),
+                event_id: ev.id.clone(),
+                fingerprint: d.fingerprints.entry(tt, person, event),
+                starts_at: ev.start.as_second(),
+                calendar: pe.email.clone(),
+                remote_id: Some(edusync_core::keys::resource_name(&p.name, &ev.id)),
+                etag: None,
+                sequence: 0,
+                gone: false,
+                updated_at: 0,
+            }));
+            if batch.len() == 100_000 {
+                store.ack(&p.name, "vdir", &batch)?;
+                batch.clear();
+            }
+        }
+        store.ack(&p.name, "vdir", &batch)?;
+    }
+    let _ = std::fs::remove_file(dir.join("empty.db"));
+    drop(edusync_store::sqlite::SqliteStore::open(&dir.join("empty.db"))?);
+
+    let floor_sql = "SELECT COUNT(*) FROM (SELECT person_id, event_id FROM tt_event_people \
+                     UNION SELECT gm.person_id, eg.event_id FROM tt_event_groups eg \
+                     JOIN tt_group_members gm ON gm.group_id = eg.group_id)";
+    let exe = std::env::current_exe()?;
+    let mut floor = Vec::new();
+    let mut empty = Vec::new();
+    let mut insync = Vec::new();
+    let (mut rss_empty, mut rss_sync) = (0u64, 0u64);
+    let mut floor_count = 0i64;
+    let mut entries = 0u64;
+    for i in 0..a.runs {
+        eprintln!("run {}/{}", i + 1, a.runs);
+        let conn = rusqlite::Connection::open_with_flags(&timetable, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let t = Instant::now();
+        floor_count = conn.query_row(floor_sql, [], |r| r.get(0))?;
+        floor.push(t.elapsed().as_secs_f64());
+        drop(conn);
+        for (name, times, rss) in [("empty.db", &mut empty, &mut rss_empty), ("synced.db", &mut insync, &mut rss_sync)] {
+            let out = Command::new(&exe)
+                .args(["bench", "plan", "--dir"])
+                .arg(&dir)
+                .args(["--child", name])
+                .output()
+                .context("running the plan child")?;
+            if !out.status.success() {
+                bail!("plan child failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            times.push(v["secs"].as_f64().unwrap_or(0.0));
+            *rss = (*rss).max(v["peak_rss_kib"].as_u64().unwrap_or(0));
+            entries = v["entries"].as_u64().unwrap_or(0);
+            if name == "synced.db" && v["create"].as_u64() != Some(0) {
+                bail!("the in-sync state was not in sync: {v}");
+            }
+        }
+    }
+    let (f, e, s) = (median(floor), median(empty), median(insync));
+    println!("entries: {entries} (SQLite's de-duplicated join counts {floor_count}); {} runs, medians", a.runs);
+    println!("| scenario | median time | ratio to floor | peak RSS |");
+    println!("|---|---|---|---|");
+    println!("| floor: SQLite counts the de-duplicated attendance join | {f:.2} s | 1.00 | – |");
+    println!("| plan, empty state (all creates) | {e:.2} s | {:.2} | {} MiB |", e / f, rss_empty / 1024);
+    println!("| plan, state in sync (nothing to do) | {s:.2} s | {:.2} | {} MiB |", s / f, rss_sync / 1024);
+    Ok(ExitCode::SUCCESS)
+}
