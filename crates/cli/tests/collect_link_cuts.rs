@@ -17,24 +17,37 @@ async fn thin_data_across_a_link_cut_every_few_seconds_arrives_complete() {
     let token = hub.site_add("school-001");
     let proxy = FaultProxy::start(
         hub.addr(),
-        ProxyOptions { cut_every: Some(Duration::from_millis(1500)), bytes_per_second: Some(400_000) },
+        ProxyOptions {
+            cut_every: Some(Duration::from_millis(1500)),
+            bytes_per_second: Some(400_000),
+        },
     )
     .await
     .unwrap();
-    let mut agent = AgentProc::new(&tmp.path().join("site"), "school-001", &token, proxy.addr(), &format!("{FAST}chunk_size = 32768\n"));
+    let mut agent = AgentProc::new(
+        &tmp.path().join("site"),
+        "school-001",
+        &token,
+        proxy.addr(),
+        &format!("{FAST}chunk_size = 32768\n"),
+    );
     let mut rng = Rng::new(1);
     for day in 0..10 {
         write_day(&agent.data, day, 400, &mut rng);
     }
     // A bigger export that needs many chunks, over several cuts.
-    std::fs::write(agent.data.join("progress/export-full.csv"), rng.bytes(1_000_000)).unwrap();
+    std::fs::write(
+        agent.data.join("progress/export-full.csv"),
+        rng.bytes(1_000_000),
+    )
+    .unwrap();
     agent.spawn();
 
     // A file still being written: appended every 100 ms for 2 s.
     let live = agent.data.join("assessments/live.json");
     let mut f = std::fs::File::create(&live).unwrap();
     for i in 0..20 {
-        write!(f, "{{\"chunk\":{i},\"pad\":\"{}\"}}\n", "x".repeat(200)).unwrap();
+        writeln!(f, "{{\"chunk\":{i},\"pad\":\"{}\"}}", "x".repeat(200)).unwrap();
         f.flush().unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -45,18 +58,37 @@ async fn thin_data_across_a_link_cut_every_few_seconds_arrives_complete() {
         "every file at the hub",
         Duration::from_secs(90),
         || hub.manifest("school-001") == want,
-        || format!("agent log:\n{}\nhub log:\n{}", agent.log_tail(), hub.log_tail()),
+        || {
+            format!(
+                "agent log:\n{}\nhub log:\n{}",
+                agent.log_tail(),
+                hub.log_tail()
+            )
+        },
     )
     .await;
     agent.assert_running();
     assert_complete(&hub, "school-001", &agent.data);
-    assert!(proxy.cuts() >= 2, "the link was cut only {} times", proxy.cuts());
+    assert!(
+        proxy.cuts() >= 2,
+        "the link was cut only {} times",
+        proxy.cuts()
+    );
     // The file being written was never sent half-written: one version only.
     let versions: i64 = hub
         .db()
-        .query_row("SELECT COUNT(*) FROM hub_files WHERE site_id = 'school-001' AND path = 'live.json'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM hub_files WHERE site_id = 'school-001' AND path = 'live.json'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(versions, 1, "a half-written file was sent");
-    let hb = hub.last_heartbeat("school-001").expect("a heartbeat arrived");
-    assert!(hb["agent_version"].is_string() && hb["disk_free_bytes"].as_u64().unwrap_or(0) > 0, "{hb}");
+    let hb = hub
+        .last_heartbeat("school-001")
+        .expect("a heartbeat arrived");
+    assert!(
+        hb["agent_version"].is_string() && hb["disk_free_bytes"].as_u64().unwrap_or(0) > 0,
+        "{hb}"
+    );
 }

@@ -11,12 +11,21 @@ use edusync_testkit::proxy::{FaultProxy, ProxyOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_sites_at_once_nothing_dropped() {
-    let n: usize = std::env::var("EDUSYNC_COLLECT_SITES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let n: usize = std::env::var("EDUSYNC_COLLECT_SITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let tmp = tempfile::tempdir().unwrap();
     let hub = HubProc::start(&tmp.path().join("hub"), "");
-    let proxy = FaultProxy::start(hub.addr(), ProxyOptions { cut_every: Some(Duration::from_secs(3)), bytes_per_second: None })
-        .await
-        .unwrap();
+    let proxy = FaultProxy::start(
+        hub.addr(),
+        ProxyOptions {
+            cut_every: Some(Duration::from_secs(3)),
+            bytes_per_second: None,
+        },
+    )
+    .await
+    .unwrap();
     let slow = "scan_interval = \"1s\"\nsettle = \"200ms\"\nheartbeat_interval = \"10s\"\nretry_max = \"2s\"\nrequest_timeout = \"20s\"\n";
     let mut agents = Vec::new();
     for i in 0..n {
@@ -45,7 +54,11 @@ async fn many_sites_at_once_nothing_dropped() {
         || format!("hub:\n{}\nfirst agent:\n{}", hub.log_tail(), agents[0].log_tail()),
     )
     .await;
-    eprintln!("{n} sites flushed in {:?} across {} link cuts", t.elapsed(), proxy.cuts());
+    eprintln!(
+        "{n} sites flushed in {:?} across {} link cuts",
+        t.elapsed(),
+        proxy.cuts()
+    );
     for (a, w) in agents.iter_mut().zip(&wants) {
         a.assert_running();
         assert_eq!(&hub.manifest(&a.site), w, "site {}", a.site);

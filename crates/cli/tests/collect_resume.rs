@@ -15,17 +15,35 @@ async fn setup(tmp: &std::path::Path, site: &str) -> (HubProc, FaultProxy, Agent
     let hub = HubProc::start(&tmp.join("hub"), "");
     let token = hub.site_add(site);
     // ~4 s for the file: plenty of time to kill things mid-way.
-    let proxy = FaultProxy::start(hub.addr(), ProxyOptions { cut_every: None, bytes_per_second: Some(1_000_000) })
-        .await
-        .unwrap();
-    let agent = AgentProc::new(&tmp.join("site"), site, &token, proxy.addr(), &format!("{FAST}chunk_size = 65536\n"));
+    let proxy = FaultProxy::start(
+        hub.addr(),
+        ProxyOptions {
+            cut_every: None,
+            bytes_per_second: Some(1_000_000),
+        },
+    )
+    .await
+    .unwrap();
+    let agent = AgentProc::new(
+        &tmp.join("site"),
+        site,
+        &token,
+        proxy.addr(),
+        &format!("{FAST}chunk_size = 65536\n"),
+    );
     // Incompressible, so compression cannot hide a resend.
     std::fs::write(agent.data.join("progress/big.csv"), Rng::new(7).bytes(SIZE)).unwrap();
     (hub, proxy, agent)
 }
 
 async fn wait_bytes(proxy: &FaultProxy, n: u64, agent: &AgentProc) {
-    wait_until("upload under way", Duration::from_secs(30), || proxy.bytes_up() > n, || agent.log_tail()).await;
+    wait_until(
+        "upload under way",
+        Duration::from_secs(30),
+        || proxy.bytes_up() > n,
+        || agent.log_tail(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,10 +54,19 @@ async fn agent_killed_mid_file_resumes_without_resending() {
     wait_bytes(&proxy, SIZE as u64 * 2 / 5, &agent).await;
     agent.kill9();
     let before = proxy.bytes_up();
-    assert!(hub.manifest("school-kill").is_empty(), "finished too early to test a resume");
+    assert!(
+        hub.manifest("school-kill").is_empty(),
+        "finished too early to test a resume"
+    );
     agent.spawn();
     let want = expected(&agent.data);
-    wait_until("the file at the hub", Duration::from_secs(60), || hub.manifest("school-kill") == want, || agent.log_tail()).await;
+    wait_until(
+        "the file at the hub",
+        Duration::from_secs(60),
+        || hub.manifest("school-kill") == want,
+        || agent.log_tail(),
+    )
+    .await;
     assert_complete(&hub, "school-kill", &agent.data);
     let wire = proxy.bytes_up();
     assert!(
@@ -51,7 +78,10 @@ async fn agent_killed_mid_file_resumes_without_resending() {
     let settled = proxy.bytes_up();
     agent.spawn();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(proxy.bytes_up() - settled < 20_000, "a restart resent acknowledged data");
+    assert!(
+        proxy.bytes_up() - settled < 20_000,
+        "a restart resent acknowledged data"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,8 +103,13 @@ async fn hub_restarted_mid_upload() {
     .await;
     assert_complete(&hub, "school-hub", &agent.data);
     let wire = proxy.bytes_up();
-    assert!(wire as f64 <= 1.1 * SIZE as f64, "{wire} bytes on the wire for {SIZE} bytes of data");
+    assert!(
+        wire as f64 <= 1.1 * SIZE as f64,
+        "{wire} bytes on the wire for {SIZE} bytes of data"
+    );
     // No partial file left behind.
-    let partial: Vec<_> = std::fs::read_dir(hub.root().join(".partial")).unwrap().collect();
+    let partial: Vec<_> = std::fs::read_dir(hub.root().join(".partial"))
+        .unwrap()
+        .collect();
     assert!(partial.is_empty(), "partial files left: {partial:?}");
 }

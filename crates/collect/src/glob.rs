@@ -85,7 +85,9 @@ fn check_classes(c: &str) -> Result<(), String> {
     let mut chars = c.chars();
     while let Some(ch) = chars.next() {
         if ch == '[' && !chars.by_ref().any(|x| x == ']') {
-            return Err(format!("the glob component {c:?} has a `[` without a closing `]`"));
+            return Err(format!(
+                "the glob component {c:?} has a `[` without a closing `]`"
+            ));
         }
     }
     Ok(())

@@ -155,7 +155,16 @@ mod tests {
             assert!(check_relative_path(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\\b", "a\0b", ".",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\\b",
+            "a\0b",
+            ".",
         ] {
             assert!(check_relative_path(bad).is_err(), "{bad:?}");
         }

@@ -12,7 +12,14 @@ const CS: u64 = 4096;
 
 fn hub(dir: &std::path::Path, disk: Arc<dyn Disk>) -> (Hub, Arc<dyn HubStore>) {
     let store: Arc<dyn HubStore> = Arc::new(SqliteHubStore::open(&dir.join("state.db")).unwrap());
-    let h = Hub::new(store.clone(), disk, HubSettings { root: dir.join("root"), max_file_bytes: 1 << 20 });
+    let h = Hub::new(
+        store.clone(),
+        disk,
+        HubSettings {
+            root: dir.join("root"),
+            max_file_bytes: 1 << 20,
+        },
+    );
     (h, store)
 }
 
@@ -29,11 +36,16 @@ fn begin(path: &str, data: &[u8]) -> BeginUpload {
 
 fn chunk(data: &[u8], n: u64) -> (String, Vec<u8>) {
     let c = &data[(n * CS) as usize..((n + 1) * CS).min(data.len() as u64) as usize];
-    (blake3::hash(c).to_hex().to_string(), zstd::bulk::compress(c, 3).unwrap())
+    (
+        blake3::hash(c).to_hex().to_string(),
+        zstd::bulk::compress(c, 3).unwrap(),
+    )
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 7) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 7) as u8)
+        .collect()
 }
 
 #[tokio::test]
@@ -46,9 +58,18 @@ async fn authentication_and_refusals() {
     assert!(add_site(&*store, "../x").is_err());
 
     h.authenticate("school-a", Some(&ta)).await.unwrap();
-    assert!(matches!(h.authenticate("school-a", Some(&tb)).await, Err(HubError::BadToken(_))));
-    assert!(matches!(h.authenticate("school-z", Some(&ta)).await, Err(HubError::UnknownSite(_))));
-    assert!(matches!(h.authenticate("school-a", None).await, Err(HubError::MissingToken)));
+    assert!(matches!(
+        h.authenticate("school-a", Some(&tb)).await,
+        Err(HubError::BadToken(_))
+    ));
+    assert!(matches!(
+        h.authenticate("school-z", Some(&ta)).await,
+        Err(HubError::UnknownSite(_))
+    ));
+    assert!(matches!(
+        h.authenticate("school-a", None).await,
+        Err(HubError::MissingToken)
+    ));
 
     let d = data(100, 1);
     for bad in ["../../etc/passwd", "/abs", "a/../../b", "a\\b"] {
@@ -65,7 +86,10 @@ async fn authentication_and_refusals() {
     // An upload of school-a cannot be touched as school-b.
     let st = h.begin("school-a", begin("x.csv", &d)).await.unwrap();
     let (hash, z) = chunk(&d, 0);
-    let e = h.put_chunk("school-b", &st.upload_id, 0, &hash, z).await.unwrap_err();
+    let e = h
+        .put_chunk("school-b", &st.upload_id, 0, &hash, z)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 404);
 }
 
@@ -80,19 +104,43 @@ async fn resumable_verified_atomic() {
     assert_eq!((st.next_chunk, st.total_chunks), (0, n));
     for i in 0..3 {
         let (hash, z) = chunk(&d, i);
-        assert_eq!(h.put_chunk("s", &st.upload_id, i, &hash, z).await.unwrap().next_chunk, i + 1);
+        assert_eq!(
+            h.put_chunk("s", &st.upload_id, i, &hash, z)
+                .await
+                .unwrap()
+                .next_chunk,
+            i + 1
+        );
     }
     // A repeated chunk is acknowledged again, not written twice; a skipped one is refused.
     let (hash, z) = chunk(&d, 1);
-    assert_eq!(h.put_chunk("s", &st.upload_id, 1, &hash, z).await.unwrap().next_chunk, 3);
+    assert_eq!(
+        h.put_chunk("s", &st.upload_id, 1, &hash, z)
+            .await
+            .unwrap()
+            .next_chunk,
+        3
+    );
     let (hash, z) = chunk(&d, 4);
-    assert_eq!(h.put_chunk("s", &st.upload_id, 4, &hash, z).await.unwrap_err().status(), 409);
+    assert_eq!(
+        h.put_chunk("s", &st.upload_id, 4, &hash, z)
+            .await
+            .unwrap_err()
+            .status(),
+        409
+    );
     // A damaged chunk is refused.
     let (_, z) = chunk(&d, 3);
-    let e = h.put_chunk("s", &st.upload_id, 3, &"0".repeat(64), z).await.unwrap_err();
+    let e = h
+        .put_chunk("s", &st.upload_id, 3, &"0".repeat(64), z)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 422);
     // Not complete yet, and nothing is visible at the final path.
-    assert_eq!(h.complete("s", &st.upload_id).await.unwrap_err().status(), 409);
+    assert_eq!(
+        h.complete("s", &st.upload_id).await.unwrap_err().status(),
+        409
+    );
     assert!(!dir.path().join("root/s/progress/a/b.csv").exists());
 
     // "Restart": a new hub on the same state resumes at chunk 3.
@@ -106,10 +154,16 @@ async fn resumable_verified_atomic() {
         h.put_chunk("s", &st.upload_id, i, &hash, z).await.unwrap();
     }
     assert!(h.complete("s", &st.upload_id).await.unwrap().complete);
-    assert_eq!(std::fs::read(dir.path().join("root/s/progress/a/b.csv")).unwrap(), d);
+    assert_eq!(
+        std::fs::read(dir.path().join("root/s/progress/a/b.csv")).unwrap(),
+        d
+    );
     // Completing again, or beginning the same version again, says it is already there.
     assert!(h.begin("s", begin("a/b.csv", &d)).await.unwrap().complete);
-    let f = store.latest_file("s", "progress", "a/b.csv").unwrap().unwrap();
+    let f = store
+        .latest_file("s", "progress", "a/b.csv")
+        .unwrap()
+        .unwrap();
     assert_eq!(f.blake3, blake3::hash(&d).to_hex().to_string());
 }
 
@@ -162,7 +216,10 @@ async fn full_disk_corrupts_nothing_and_recovers() {
     let failed_at = failed_at.expect("the quota should have been hit");
     // The published version is untouched and the upload kept its progress.
     assert_eq!(std::fs::read(root.join("s/progress/p.csv")).unwrap(), v1);
-    assert_eq!(store.upload(&st.upload_id).unwrap().unwrap().next_chunk, failed_at);
+    assert_eq!(
+        store.upload(&st.upload_id).unwrap().unwrap().next_chunk,
+        failed_at
+    );
     // Space is freed (a new hub without the quota): the upload resumes and completes.
     drop(h);
     let (h, _) = hub(dir.path(), Arc::new(FsDisk));
@@ -187,7 +244,12 @@ async fn crash_between_publish_and_record_is_repaired() {
     h.put_chunk("s", &st.upload_id, 0, &hash, z).await.unwrap();
     // Simulate: the file was published, then the process died before recording it.
     let part = edusync_collect::hub::disk::partial_path(&dir.path().join("root"), &st.upload_id);
-    FsDisk.publish(&part, &dir.path().join("root/s/progress/t.txt")).unwrap();
+    FsDisk
+        .publish(&part, &dir.path().join("root/s/progress/t.txt"))
+        .unwrap();
     assert!(h.complete("s", &st.upload_id).await.unwrap().complete);
-    assert!(store.latest_file("s", "progress", "t.txt").unwrap().is_some());
+    assert!(store
+        .latest_file("s", "progress", "t.txt")
+        .unwrap()
+        .is_some());
 }

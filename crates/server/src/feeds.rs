@@ -20,7 +20,10 @@ pub fn routes(state: &AppState) -> Router {
 async fn server_days(State(state): State<AppState>) -> impl IntoResponse {
     let now = jiff::Zoned::now();
     let body = server_days_ics(&state.config.hub.server_days, now.date(), now.timestamp());
-    ([(header::CONTENT_TYPE, "text/calendar; charset=utf-8")], body)
+    (
+        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        body,
+    )
 }
 
 /// Parses `"2FRI"` / `"-1MON"` (validated by the config loader).
@@ -42,11 +45,16 @@ fn parse_day(s: &str) -> Option<(i8, Weekday)> {
 /// The dates matching `specs` from the first of last month to 12 months after `today`.
 pub fn server_dates(specs: &[String], today: Date) -> Vec<Date> {
     let mut out = Vec::new();
-    let Ok(start) = today.first_of_month().checked_sub(jiff::Span::new().months(1)) else {
+    let Ok(start) = today
+        .first_of_month()
+        .checked_sub(jiff::Span::new().months(1))
+    else {
         return out;
     };
     for m in 0..14 {
-        let Ok(month) = start.checked_add(jiff::Span::new().months(m)) else { continue };
+        let Ok(month) = start.checked_add(jiff::Span::new().months(m)) else {
+            continue;
+        };
         for s in specs {
             if let Some((n, wd)) = parse_day(s) {
                 if let Ok(d) = month.nth_weekday_of_month(n, wd) {
@@ -91,10 +99,19 @@ pub fn server_days_ics(specs: &[String], today: Date, now: jiff::Timestamp) -> S
     for d in server_dates(specs, today) {
         let next = d.tomorrow().unwrap_or(d);
         line(&mut out, "BEGIN:VEVENT");
-        line(&mut out, &format!("UID:server-day-{}@edusync", d.strftime("%Y%m%d")));
+        line(
+            &mut out,
+            &format!("UID:server-day-{}@edusync", d.strftime("%Y%m%d")),
+        );
         line(&mut out, &format!("DTSTAMP:{stamp}"));
-        line(&mut out, &format!("DTSTART;VALUE=DATE:{}", d.strftime("%Y%m%d")));
-        line(&mut out, &format!("DTEND;VALUE=DATE:{}", next.strftime("%Y%m%d")));
+        line(
+            &mut out,
+            &format!("DTSTART;VALUE=DATE:{}", d.strftime("%Y%m%d")),
+        );
+        line(
+            &mut out,
+            &format!("DTEND;VALUE=DATE:{}", next.strftime("%Y%m%d")),
+        );
         line(&mut out, "SUMMARY:School servers on");
         line(
             &mut out,
@@ -130,7 +147,11 @@ mod tests {
 
     #[test]
     fn ics_shape() {
-        let ics = server_days_ics(&["2FRI".into()], date(2026, 3, 10), "2026-03-10T12:00:00Z".parse().unwrap());
+        let ics = server_days_ics(
+            &["2FRI".into()],
+            date(2026, 3, 10),
+            "2026-03-10T12:00:00Z".parse().unwrap(),
+        );
         assert!(ics.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:"));
         assert!(ics.ends_with("END:VCALENDAR\r\n"));
         assert!(ics.contains("DTSTART;VALUE=DATE:20260313\r\nDTEND;VALUE=DATE:20260314\r\n"));
@@ -140,6 +161,9 @@ mod tests {
             assert!(l.len() <= 75, "{l}");
             assert!(!l.contains('\n'));
         }
-        assert_eq!(ics.matches("BEGIN:VEVENT").count(), ics.matches("END:VEVENT").count());
+        assert_eq!(
+            ics.matches("BEGIN:VEVENT").count(),
+            ics.matches("END:VEVENT").count()
+        );
     }
 }

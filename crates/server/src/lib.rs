@@ -36,14 +36,20 @@ impl AppState {
     /// Opens what the service needs from the config (the hub's store and root).
     pub fn open(config: Config) -> Result<AppState, ServeError> {
         let hub = Hub::open(&config).map_err(|e| ServeError::Hub(e.to_string()))?;
-        Ok(AppState { config: Arc::new(config), hub: Arc::new(hub) })
+        Ok(AppState {
+            config: Arc::new(config),
+            hub: Arc::new(hub),
+        })
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source} (change [server] listen, or stop what is using that port)")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Hub(String),
     #[error("server stopped with an error: {0}")]
@@ -60,12 +66,18 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Binds `config.server.listen` and serves until `shutdown` completes.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let addr = config.server.listen.clone();
     let state = AppState::open(config)?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     serve_on(listener, state, shutdown).await
 }
 
@@ -89,7 +101,9 @@ pub async fn serve_on(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     });
-    let r = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let r = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     janitor.abort();
     r.map_err(ServeError::Serve)
 }

@@ -89,8 +89,15 @@ impl FaultProxy {
     }
 
     /// Listens on `listen` (must be loopback) and forwards to `upstream`.
-    pub async fn start_on(listen: SocketAddr, upstream: SocketAddr, opts: ProxyOptions) -> std::io::Result<FaultProxy> {
-        assert!(listen.ip().is_loopback() && upstream.ip().is_loopback(), "the fault proxy only runs on loopback");
+    pub async fn start_on(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        opts: ProxyOptions,
+    ) -> std::io::Result<FaultProxy> {
+        assert!(
+            listen.ip().is_loopback() && upstream.ip().is_loopback(),
+            "the fault proxy only runs on loopback"
+        );
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let rate = opts.bytes_per_second.unwrap_or(0);
@@ -103,15 +110,23 @@ impl FaultProxy {
             cuts: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
             offline: AtomicBool::new(false),
-            pace_up: Pacer { rate: AtomicU64::new(rate), next: Mutex::new(Instant::now()) },
-            pace_down: Pacer { rate: AtomicU64::new(rate), next: Mutex::new(Instant::now()) },
+            pace_up: Pacer {
+                rate: AtomicU64::new(rate),
+                next: Mutex::new(Instant::now()),
+            },
+            pace_down: Pacer {
+                rate: AtomicU64::new(rate),
+                next: Mutex::new(Instant::now()),
+            },
             cut_tx,
         });
         let mut tasks = Vec::new();
         let s = shared.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { continue };
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
                 if s.offline.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -120,7 +135,9 @@ impl FaultProxy {
                 let s2 = s.clone();
                 tokio::spawn(async move {
                     let up = *s2.upstream.lock().unwrap_or_else(|p| p.into_inner());
-                    let Ok(server) = TcpStream::connect(up).await else { return };
+                    let Ok(server) = TcpStream::connect(up).await else {
+                        return;
+                    };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     pipe(s2, client, server).await;
@@ -137,7 +154,11 @@ impl FaultProxy {
                 }
             }));
         }
-        Ok(FaultProxy { addr, shared, tasks })
+        Ok(FaultProxy {
+            addr,
+            shared,
+            tasks,
+        })
     }
 
     /// Where clients connect.
@@ -184,7 +205,11 @@ impl FaultProxy {
     /// Forwards new connections to another upstream (a restarted server).
     pub fn set_upstream(&self, upstream: SocketAddr) {
         assert!(upstream.ip().is_loopback());
-        *self.shared.upstream.lock().unwrap_or_else(|p| p.into_inner()) = upstream;
+        *self
+            .shared
+            .upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = upstream;
     }
 }
 
@@ -208,13 +233,26 @@ async fn pipe(s: Arc<Shared>, client: TcpStream, server: TcpStream) {
     // Dropping the halves closes both sockets: the cut is abrupt.
 }
 
-async fn copy(s: Arc<Shared>, mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf, upward: bool) {
-    let (pacer, counter) = if upward { (&s.pace_up, &s.up) } else { (&s.pace_down, &s.down) };
+async fn copy(
+    s: Arc<Shared>,
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    upward: bool,
+) {
+    let (pacer, counter) = if upward {
+        (&s.pace_up, &s.up)
+    } else {
+        (&s.pace_down, &s.down)
+    };
     let mut buf = vec![0u8; 16 << 10];
     loop {
         let rate = pacer.rate.load(Ordering::Relaxed);
         // Small reads on a slow link keep the pacing smooth.
-        let max = if rate == 0 { buf.len() } else { (rate as usize / 20).clamp(512, buf.len()) };
+        let max = if rate == 0 {
+            buf.len()
+        } else {
+            (rate as usize / 20).clamp(512, buf.len())
+        };
         let n = match r.read(&mut buf[..max]).await {
             Ok(0) | Err(_) => {
                 let _ = w.shutdown().await;
@@ -261,7 +299,9 @@ mod tests {
     #[tokio::test]
     async fn forwards_counts_cuts_and_throttles() {
         let echo = echo_server().await;
-        let p = FaultProxy::start(echo, ProxyOptions::default()).await.unwrap();
+        let p = FaultProxy::start(echo, ProxyOptions::default())
+            .await
+            .unwrap();
         let mut c = TcpStream::connect(p.addr()).await.unwrap();
         c.write_all(b"hello").await.unwrap();
         let mut b = [0u8; 5];
@@ -271,7 +311,10 @@ mod tests {
         p.cut_all();
         let mut rest = Vec::new();
         let r = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut rest)).await;
-        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "connection was not cut");
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "connection was not cut"
+        );
 
         p.set_rate(Some(20_000));
         let mut c = TcpStream::connect(p.addr()).await.unwrap();
@@ -279,13 +322,20 @@ mod tests {
         c.write_all(&vec![7u8; 10_000]).await.unwrap();
         let mut back = vec![0u8; 10_000];
         c.read_exact(&mut back).await.unwrap();
-        assert!(t.elapsed() >= Duration::from_millis(400), "not throttled: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(400),
+            "not throttled: {:?}",
+            t.elapsed()
+        );
 
         p.set_offline(true);
         let mut c = TcpStream::connect(p.addr()).await.unwrap();
         let _ = c.write_all(b"x").await;
         let mut one = [0u8; 1];
         let r = tokio::time::timeout(Duration::from_secs(2), c.read(&mut one)).await;
-        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "offline proxy answered");
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "offline proxy answered"
+        );
     }
 }

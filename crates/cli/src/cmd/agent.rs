@@ -23,7 +23,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     );
     let agent = Agent::new(cfg)?;
     // The agent is small: one thread is plenty, and kind to a school server.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(agent.run(super::serve::shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_edusync");
 pub const CONSOLE_TOKEN: &str = "test-console-token";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn tail(p: &Path, lines: usize) -> String {
@@ -46,7 +50,13 @@ impl HubProc {
             ),
         )
         .unwrap();
-        let mut h = HubProc { dir: dir.to_path_buf(), config, port, child: None, starts: 0 };
+        let mut h = HubProc {
+            dir: dir.to_path_buf(),
+            config,
+            port,
+            child: None,
+            starts: 0,
+        };
         h.spawn();
         h
     }
@@ -121,7 +131,10 @@ impl HubProc {
             String::from_utf8_lossy(&out.stderr)
         );
         let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        assert!(token.starts_with("edst_") && !token.contains('\n'), "unexpected stdout {token:?}");
+        assert!(
+            token.starts_with("edst_") && !token.contains('\n'),
+            "unexpected stdout {token:?}"
+        );
         token
     }
 
@@ -138,7 +151,12 @@ impl HubProc {
             .prepare("SELECT dataset, path, blake3 FROM hub_files WHERE site_id = ?1 ORDER BY id")
             .unwrap();
         let rows = st
-            .query_map([site], |r| Ok((format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?), r.get(2)?)))
+            .query_map([site], |r| {
+                Ok((
+                    format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                    r.get(2)?,
+                ))
+            })
             .unwrap();
         rows.map(Result::unwrap).collect()
     }
@@ -146,7 +164,11 @@ impl HubProc {
     pub fn last_heartbeat(&self, site: &str) -> Option<serde_json::Value> {
         let c = self.db();
         let j: Option<String> = c
-            .query_row("SELECT last_heartbeat_json FROM hub_sites WHERE site_id = ?1", [site], |r| r.get(0))
+            .query_row(
+                "SELECT last_heartbeat_json FROM hub_sites WHERE site_id = ?1",
+                [site],
+                |r| r.get(0),
+            )
             .ok()?;
         j.and_then(|j| serde_json::from_str(&j).ok())
     }
@@ -196,7 +218,15 @@ impl AgentProc {
             ),
         )
         .unwrap();
-        AgentProc { dir: dir.to_path_buf(), site: site.into(), data, config, token: token.into(), child: None, starts: 0 }
+        AgentProc {
+            dir: dir.to_path_buf(),
+            site: site.into(),
+            data,
+            config,
+            token: token.into(),
+            child: None,
+            starts: 0,
+        }
     }
 
     pub fn log(&self) -> PathBuf {
@@ -230,7 +260,11 @@ impl AgentProc {
     pub fn assert_running(&mut self) {
         if let Some(c) = self.child.as_mut() {
             if let Ok(Some(st)) = c.try_wait() {
-                panic!("agent {} exited ({st}); log:\n{}", self.site, tail(&self.log(), 30));
+                panic!(
+                    "agent {} exited ({st}); log:\n{}",
+                    self.site,
+                    tail(&self.log(), 30)
+                );
             }
         }
     }
@@ -255,12 +289,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 pub fn http_get_auth(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let auth = bearer.map(|b| format!("Authorization: Bearer {b}\r\n")).unwrap_or_default();
+    let auth = bearer
+        .map(|b| format!("Authorization: Bearer {b}\r\n"))
+        .unwrap_or_default();
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n{auth}\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -316,19 +355,39 @@ pub fn write_day(data: &Path, day: u32, rows: usize, rng: &mut Rng) -> u64 {
         if i > 0 {
             json.push(',');
         }
-        json.push_str(&format!("{{\"student\":\"S{:05}\",\"score\":{},\"items\":[{},{},{}]}}", rng.below(900), rng.below(101), rng.below(5), rng.below(5), rng.below(5)));
+        json.push_str(&format!(
+            "{{\"student\":\"S{:05}\",\"score\":{},\"items\":[{},{},{}]}}",
+            rng.below(900),
+            rng.below(101),
+            rng.below(5),
+            rng.below(5),
+            rng.below(5)
+        ));
     }
     json.push_str("]}");
     put(&format!("assessments/day{day:03}.json"), json.as_bytes());
     let mut log = String::new();
     for _ in 0..rows / 2 {
-        log.push_str(&format!("{date} 10:{:02}:{:02} INFO clix: sync module M{:02} ok ({} ms)\n", rng.below(60), rng.below(60), rng.below(12), rng.below(900)));
+        log.push_str(&format!(
+            "{date} 10:{:02}:{:02} INFO clix: sync module M{:02} ok ({} ms)\n",
+            rng.below(60),
+            rng.below(60),
+            rng.below(12),
+            rng.below(900)
+        ));
     }
     put(&format!("logs/tool/{date}-day{day:03}.log"), log.as_bytes());
-    put(&format!("stamps/day{day:03}.ts"), format!("{date}T{:02}:00:00Z\n", 7 + day % 3).as_bytes());
+    put(
+        &format!("stamps/day{day:03}.ts"),
+        format!("{date}T{:02}:00:00Z\n", 7 + day % 3).as_bytes(),
+    );
     // The heartbeat log grows (an appended, changing file).
     let hb = data.join("logs/heartbeat.log");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&hb).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&hb)
+        .unwrap();
     let line = format!("{date} server up, disk ok\n");
     f.write_all(line.as_bytes()).unwrap();
     total += line.len() as u64;
@@ -338,7 +397,8 @@ pub fn write_day(data: &Path, day: u32, rows: usize, rng: &mut Rng) -> u64 {
 /// Every file the agent should send: (dataset/relative path -> blake3).
 pub fn expected(data: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let globs: [(&str, fn(&str) -> bool); 4] = [
+    type Filter = fn(&str) -> bool;
+    let globs: [(&str, Filter); 4] = [
         ("progress", |p| p.ends_with(".csv")),
         ("assessments", |p| p.ends_with(".json")),
         ("logs", |p| p.ends_with(".log")),
@@ -347,9 +407,19 @@ pub fn expected(data: &Path) -> BTreeMap<String, String> {
     for (ds, want) in globs {
         let base = data.join(ds);
         walk(&base, &mut |p| {
-            let rel = p.strip_prefix(&base).unwrap().to_str().unwrap().replace('\\', "/");
+            let rel = p
+                .strip_prefix(&base)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .replace('\\', "/");
             if want(&rel) {
-                out.insert(format!("{ds}/{rel}"), blake3::hash(&std::fs::read(p).unwrap()).to_hex().to_string());
+                out.insert(
+                    format!("{ds}/{rel}"),
+                    blake3::hash(&std::fs::read(p).unwrap())
+                        .to_hex()
+                        .to_string(),
+                );
             }
         });
     }
@@ -357,7 +427,9 @@ pub fn expected(data: &Path) -> BTreeMap<String, String> {
 }
 
 fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -374,13 +446,23 @@ pub fn stored(root: &Path, site: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(&base, &mut |p| {
         let rel = p.strip_prefix(&base).unwrap().to_str().unwrap().to_string();
-        out.insert(rel, blake3::hash(&std::fs::read(p).unwrap()).to_hex().to_string());
+        out.insert(
+            rel,
+            blake3::hash(&std::fs::read(p).unwrap())
+                .to_hex()
+                .to_string(),
+        );
     });
     out
 }
 
 /// Waits (async, so the in-process proxy keeps running) until `cond` holds.
-pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool, on_fail: impl FnOnce() -> String) {
+pub async fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+    on_fail: impl FnOnce() -> String,
+) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if cond() {
@@ -388,7 +470,10 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out after {limit:?} waiting for {what}\n{}", on_fail());
+    panic!(
+        "timed out after {limit:?} waiting for {what}\n{}",
+        on_fail()
+    );
 }
 
 /// Asserts the hub holds exactly what the site has, every file hash-verified
@@ -398,5 +483,8 @@ pub fn assert_complete(hub: &HubProc, site: &str, data: &Path) {
     let got = stored(&hub.root(), site);
     assert_eq!(got, want, "stored files differ from the site's files");
     let manifest = hub.manifest(site);
-    assert_eq!(manifest, want, "the hub manifest differs from the site's files");
+    assert_eq!(
+        manifest, want,
+        "the hub manifest differs from the site's files"
+    );
 }

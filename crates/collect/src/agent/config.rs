@@ -139,7 +139,12 @@ impl Cx<'_> {
             self.dir.join(p)
         }
     }
-    fn required(&self, v: Option<Spanned<String>>, key: &str, hint: &str) -> Result<Spanned<String>, AgentConfigError> {
+    fn required(
+        &self,
+        v: Option<Spanned<String>>,
+        key: &str,
+        hint: &str,
+    ) -> Result<Spanned<String>, AgentConfigError> {
         match v {
             Some(s) if !s.get_ref().trim().is_empty() => Ok(s),
             Some(s) => Err(self.err(s.span(), format!("`{key}` is empty; {hint}"))),
@@ -150,7 +155,12 @@ impl Cx<'_> {
             }),
         }
     }
-    fn duration(&self, v: Option<Spanned<String>>, key: &str, default: Duration) -> Result<Duration, AgentConfigError> {
+    fn duration(
+        &self,
+        v: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, AgentConfigError> {
         match v {
             None => Ok(default),
             Some(s) => parse_duration(s.get_ref()).ok_or_else(|| {
@@ -161,13 +171,24 @@ impl Cx<'_> {
             }),
         }
     }
-    fn int(&self, v: Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64) -> Result<i64, AgentConfigError> {
+    fn int(
+        &self,
+        v: Option<Spanned<i64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+    ) -> Result<i64, AgentConfigError> {
         match v {
             None => Ok(default),
             Some(n) if range.contains(n.get_ref()) => Ok(*n.get_ref()),
             Some(n) => Err(self.err(
                 n.span(),
-                format!("`{key}` = {} must be a whole number from {} to {}", n.get_ref(), range.start(), range.end()),
+                format!(
+                    "`{key}` = {} must be a whole number from {} to {}",
+                    n.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
             )),
         }
     }
@@ -194,19 +215,58 @@ impl AgentConfig {
             message: e.message().to_string(),
         })?;
 
-        let hub = cx.required(raw.hub, "hub", "add e.g. hub = \"http://hub.example.org:8080\"")?;
+        let hub = cx.required(
+            raw.hub,
+            "hub",
+            "add e.g. hub = \"http://hub.example.org:8080\"",
+        )?;
         if !(hub.get_ref().starts_with("http://") || hub.get_ref().starts_with("https://")) {
-            return Err(cx.err(hub.span(), format!("`hub` = {:?} must start with http:// or https://", hub.get_ref())));
+            return Err(cx.err(
+                hub.span(),
+                format!(
+                    "`hub` = {:?} must start with http:// or https://",
+                    hub.get_ref()
+                ),
+            ));
         }
-        let site = cx.required(raw.site, "site", "add e.g. site = \"school-017\" (the id given to `edusync site add`)")?;
+        let site = cx.required(
+            raw.site,
+            "site",
+            "add e.g. site = \"school-017\" (the id given to `edusync site add`)",
+        )?;
         if !is_valid_name(site.get_ref()) {
-            return Err(cx.err(site.span(), format!("`site` = {:?}: use 1–64 letters, digits, '.', '-' or '_'", site.get_ref())));
+            return Err(cx.err(
+                site.span(),
+                format!(
+                    "`site` = {:?}: use 1–64 letters, digits, '.', '-' or '_'",
+                    site.get_ref()
+                ),
+            ));
         }
-        let token_env = cx.required(raw.token_env, "token_env", "add e.g. token_env = \"EDUSYNC_SITE_TOKEN\" and export the token in that variable")?;
-        let state_dir = cx.required(raw.state_dir, "state_dir", "add e.g. state_dir = \"./agent-state\"")?;
-        let chunk_size = cx.int(raw.chunk_size, "chunk_size", MIN_CHUNK_SIZE as i64..=MAX_CHUNK_SIZE as i64, 1 << 20)? as u64;
-        let compression_level = cx.int(raw.compression_level, "compression_level", 1..=19, 3)? as i32;
-        let max_bytes_per_second = cx.int(raw.max_bytes_per_second, "max_bytes_per_second", 0..=i64::MAX, 0)? as u64;
+        let token_env = cx.required(
+            raw.token_env,
+            "token_env",
+            "add e.g. token_env = \"EDUSYNC_SITE_TOKEN\" and export the token in that variable",
+        )?;
+        let state_dir = cx.required(
+            raw.state_dir,
+            "state_dir",
+            "add e.g. state_dir = \"./agent-state\"",
+        )?;
+        let chunk_size = cx.int(
+            raw.chunk_size,
+            "chunk_size",
+            MIN_CHUNK_SIZE as i64..=MAX_CHUNK_SIZE as i64,
+            1 << 20,
+        )? as u64;
+        let compression_level =
+            cx.int(raw.compression_level, "compression_level", 1..=19, 3)? as i32;
+        let max_bytes_per_second = cx.int(
+            raw.max_bytes_per_second,
+            "max_bytes_per_second",
+            0..=i64::MAX,
+            0,
+        )? as u64;
         if max_bytes_per_second != 0 && max_bytes_per_second < 1024 {
             return Err(AgentConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -216,8 +276,22 @@ impl AgentConfig {
         }
         let proxy = match raw.proxy {
             None => None,
-            Some(p) if p.get_ref().starts_with("http://") || p.get_ref().starts_with("https://") || p.get_ref().starts_with("socks5://") => Some(p.into_inner()),
-            Some(p) => return Err(cx.err(p.span(), format!("`proxy` = {:?} must be a URL like \"http://proxy.local:3128\"", p.get_ref()))),
+            Some(p)
+                if p.get_ref().starts_with("http://")
+                    || p.get_ref().starts_with("https://")
+                    || p.get_ref().starts_with("socks5://") =>
+            {
+                Some(p.into_inner())
+            }
+            Some(p) => {
+                return Err(cx.err(
+                    p.span(),
+                    format!(
+                        "`proxy` = {:?} must be a URL like \"http://proxy.local:3128\"",
+                        p.get_ref()
+                    ),
+                ))
+            }
         };
 
         let mut datasets: Vec<DatasetConfig> = Vec::new();
@@ -237,11 +311,20 @@ impl AgentConfig {
             };
             let glob = match d.glob {
                 None => Glob::new("**/*").expect("valid"),
-                Some(g) => Glob::new(g.get_ref()).map_err(|m| cx.err(g.span(), format!("datasets[{i}].glob = {:?}: {m}", g.get_ref())))?,
+                Some(g) => Glob::new(g.get_ref()).map_err(|m| {
+                    cx.err(
+                        g.span(),
+                        format!("datasets[{i}].glob = {:?}: {m}", g.get_ref()),
+                    )
+                })?,
             };
             let prune_after = match d.prune_after {
                 None => None,
-                Some(p) => Some(cx.duration(Some(p), &format!("datasets[{i}].prune_after"), Duration::ZERO)?),
+                Some(p) => Some(cx.duration(
+                    Some(p),
+                    &format!("datasets[{i}].prune_after"),
+                    Duration::ZERO,
+                )?),
             };
             datasets.push(DatasetConfig {
                 name: name.into_inner(),
@@ -264,15 +347,27 @@ impl AgentConfig {
             site: site.into_inner(),
             token_env: token_env.into_inner(),
             state_dir: cx.resolve(state_dir.get_ref()),
-            scan_interval: cx.duration(raw.scan_interval, "scan_interval", Duration::from_secs(30))?,
+            scan_interval: cx.duration(
+                raw.scan_interval,
+                "scan_interval",
+                Duration::from_secs(30),
+            )?,
             settle: cx.duration(raw.settle, "settle", Duration::from_secs(10))?,
-            heartbeat_interval: cx.duration(raw.heartbeat_interval, "heartbeat_interval", Duration::from_secs(300))?,
+            heartbeat_interval: cx.duration(
+                raw.heartbeat_interval,
+                "heartbeat_interval",
+                Duration::from_secs(300),
+            )?,
             chunk_size,
             compression_level,
             max_bytes_per_second,
             proxy,
             retry_max: cx.duration(raw.retry_max, "retry_max", Duration::from_secs(300))?,
-            request_timeout: cx.duration(raw.request_timeout, "request_timeout", Duration::from_secs(120))?,
+            request_timeout: cx.duration(
+                raw.request_timeout,
+                "request_timeout",
+                Duration::from_secs(120),
+            )?,
             datasets,
         })
     }
@@ -301,7 +396,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -349,7 +446,10 @@ prune_after = "30d"
         let c = parse(GOOD).unwrap();
         assert_eq!(c.hub, "http://127.0.0.1:8080");
         assert_eq!(c.state_dir, PathBuf::from("/etc/edusync/state"));
-        assert_eq!(c.datasets[0].prune_after, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(
+            c.datasets[0].prune_after,
+            Some(Duration::from_secs(30 * 86400))
+        );
         assert_eq!(c.chunk_size, 1 << 20);
     }
 

@@ -44,11 +44,17 @@ impl Ledger {
     pub fn open(state_dir: &Path) -> Result<Ledger, LedgerError> {
         let path = state_dir.join("ledger.db");
         let p = path.display().to_string();
-        let wrap = |source| LedgerError { path: p.clone(), source };
+        let wrap = |source| LedgerError {
+            path: p.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS acked (
                 dataset TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
@@ -65,7 +71,10 @@ impl Ledger {
     }
 
     fn wrap(&self, source: rusqlite::Error) -> LedgerError {
-        LedgerError { path: self.path.clone(), source }
+        LedgerError {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     pub fn acked(&self, dataset: &str, path: &str) -> Result<Option<Acked>, LedgerError> {
@@ -98,20 +107,32 @@ impl Ledger {
             )
             .map_err(|e| self.wrap(e))?;
         self.conn
-            .execute("DELETE FROM rejected WHERE dataset = ?1 AND path = ?2", params![dataset, path])
+            .execute(
+                "DELETE FROM rejected WHERE dataset = ?1 AND path = ?2",
+                params![dataset, path],
+            )
             .map_err(|e| self.wrap(e))?;
         Ok(())
     }
 
     pub fn mark_pruned(&self, dataset: &str, path: &str) -> Result<(), LedgerError> {
         self.conn
-            .execute("UPDATE acked SET pruned = 1 WHERE dataset = ?1 AND path = ?2", params![dataset, path])
+            .execute(
+                "UPDATE acked SET pruned = 1 WHERE dataset = ?1 AND path = ?2",
+                params![dataset, path],
+            )
             .map(|_| ())
             .map_err(|e| self.wrap(e))
     }
 
     /// Is this exact stat remembered as refused for good? Returns the reason.
-    pub fn rejected(&self, dataset: &str, path: &str, size: u64, mtime_ns: i64) -> Result<Option<String>, LedgerError> {
+    pub fn rejected(
+        &self,
+        dataset: &str,
+        path: &str,
+        size: u64,
+        mtime_ns: i64,
+    ) -> Result<Option<String>, LedgerError> {
         self.conn
             .query_row(
                 "SELECT reason FROM rejected WHERE dataset = ?1 AND path = ?2 AND size = ?3 AND mtime_ns = ?4",
@@ -122,7 +143,14 @@ impl Ledger {
             .map_err(|e| self.wrap(e))
     }
 
-    pub fn record_rejected(&self, dataset: &str, path: &str, size: u64, mtime_ns: i64, reason: &str) -> Result<(), LedgerError> {
+    pub fn record_rejected(
+        &self,
+        dataset: &str,
+        path: &str,
+        size: u64,
+        mtime_ns: i64,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO rejected (dataset, path, size, mtime_ns, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -133,7 +161,11 @@ impl Ledger {
     }
 
     /// Acknowledged, not yet pruned files of a dataset acknowledged before `before_ms`.
-    pub fn prunable(&self, dataset: &str, before_ms: i64) -> Result<Vec<(String, Acked)>, LedgerError> {
+    pub fn prunable(
+        &self,
+        dataset: &str,
+        before_ms: i64,
+    ) -> Result<Vec<(String, Acked)>, LedgerError> {
         let mut st = self
             .conn
             .prepare("SELECT path, size, mtime_ns, blake3, acked_at_ms FROM acked WHERE dataset = ?1 AND pruned = 0 AND acked_at_ms < ?2")
@@ -152,7 +184,8 @@ impl Ledger {
                 ))
             })
             .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.wrap(e))
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.wrap(e))
     }
 }
 
@@ -166,9 +199,18 @@ mod tests {
         let l = Ledger::open(dir.path()).unwrap();
         assert_eq!(l.acked("d", "a.csv").unwrap(), None);
         l.record_rejected("d", "a.csv", 5, 7, "too big").unwrap();
-        assert_eq!(l.rejected("d", "a.csv", 5, 7).unwrap().as_deref(), Some("too big"));
+        assert_eq!(
+            l.rejected("d", "a.csv", 5, 7).unwrap().as_deref(),
+            Some("too big")
+        );
         assert_eq!(l.rejected("d", "a.csv", 6, 7).unwrap(), None);
-        let a = Acked { size: 5, mtime_ns: 7, blake3: "h".into(), acked_at_ms: 100, pruned: false };
+        let a = Acked {
+            size: 5,
+            mtime_ns: 7,
+            blake3: "h".into(),
+            acked_at_ms: 100,
+            pruned: false,
+        };
         l.record_acked("d", "a.csv", &a).unwrap();
         assert_eq!(l.rejected("d", "a.csv", 5, 7).unwrap(), None);
         drop(l);

@@ -29,7 +29,9 @@ use futures_util::StreamExt;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::protocol::{total_chunks, BeginUpload, ErrorBody, Heartbeat, UploadStatus, CHUNK_HASH_HEADER};
+use crate::protocol::{
+    total_chunks, BeginUpload, ErrorBody, Heartbeat, UploadStatus, CHUNK_HASH_HEADER,
+};
 pub use config::{AgentConfig, AgentConfigError, DatasetConfig};
 use ledger::{Acked, Ledger, LedgerError};
 
@@ -42,7 +44,10 @@ pub enum AgentError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("cannot create the agent's state_dir {path}: {source}")]
-    StateDir { path: PathBuf, source: std::io::Error },
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot set up the HTTP client: {0} (check `proxy` in the agent config)")]
     Client(String),
 }
@@ -130,8 +135,10 @@ fn hash_file(p: &Path) -> std::io::Result<(u64, String)> {
 impl Agent {
     pub fn new(cfg: AgentConfig) -> Result<Agent, AgentError> {
         let token = cfg.token()?;
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(|source| AgentError::StateDir { path: cfg.state_dir.clone(), source })?;
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| AgentError::StateDir {
+            path: cfg.state_dir.clone(),
+            source,
+        })?;
         let ledger = Ledger::open(&cfg.state_dir)?;
         let mut b = reqwest::Client::builder()
             .user_agent(format!("edusync-agent/{VERSION}"))
@@ -139,12 +146,17 @@ impl Agent {
             .timeout(cfg.request_timeout)
             .pool_idle_timeout(Duration::from_secs(30));
         b = match &cfg.proxy {
-            Some(p) => b.proxy(reqwest::Proxy::all(p).map_err(|e| AgentError::Client(e.to_string()))?),
+            Some(p) => {
+                b.proxy(reqwest::Proxy::all(p).map_err(|e| AgentError::Client(e.to_string()))?)
+            }
             None => b.no_proxy(),
         };
         let client = b.build().map_err(|e| AgentError::Client(e.to_string()))?;
         let throttle = (cfg.max_bytes_per_second > 0).then(|| {
-            Arc::new(Throttle { rate: cfg.max_bytes_per_second, next: tokio::sync::Mutex::new(Instant::now()) })
+            Arc::new(Throttle {
+                rate: cfg.max_bytes_per_second,
+                next: tokio::sync::Mutex::new(Instant::now()),
+            })
         });
         Ok(Agent {
             cfg,
@@ -168,7 +180,10 @@ impl Agent {
     }
 
     /// Runs until `shutdown` completes (or a fatal local error).
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AgentError> {
         tracing::info!(site = %self.cfg.site, hub = %self.cfg.hub, datasets = self.cfg.datasets.len(), "agent started");
         tokio::select! {
             r = self.main_loop() => r,
@@ -186,7 +201,8 @@ impl Agent {
         let mut last_backlog = 0u64;
         loop {
             let (ready, backlog_files, backlog_bytes, settling) = self.scan().await?;
-            let heartbeat_due = Instant::now() >= next_heartbeat || (last_backlog > 0 && backlog_files == 0);
+            let heartbeat_due =
+                Instant::now() >= next_heartbeat || (last_backlog > 0 && backlog_files == 0);
             last_backlog = backlog_files;
             if heartbeat_due {
                 match self.heartbeat(backlog_files, backlog_bytes).await {
@@ -211,7 +227,13 @@ impl Agent {
                     }
                     Err(SendError::Refused(why)) => {
                         tracing::error!(path = %c.abs.display(), reason = %why, "hub refused this file; it will be sent again only if it changes");
-                        self.ledger().record_rejected(&self.cfg.datasets[c.dataset].name, &c.rel, c.size, c.mtime_ns, &why)?;
+                        self.ledger().record_rejected(
+                            &self.cfg.datasets[c.dataset].name,
+                            &c.rel,
+                            c.size,
+                            c.mtime_ns,
+                            &why,
+                        )?;
                     }
                     Err(SendError::Rehash(why)) => {
                         tracing::warn!(path = %c.abs.display(), reason = %why, "upload restarted");
@@ -235,7 +257,10 @@ impl Agent {
             } else if sent_any {
                 Duration::ZERO
             } else if settling {
-                self.cfg.scan_interval.min(self.cfg.settle / 2).max(Duration::from_millis(50))
+                self.cfg
+                    .scan_interval
+                    .min(self.cfg.settle / 2)
+                    .max(Duration::from_millis(50))
             } else {
                 self.cfg.scan_interval
             };
@@ -254,7 +279,13 @@ impl Agent {
             for (i, d) in datasets.iter().enumerate() {
                 walk(&d.path, "", &mut |rel, abs, m| {
                     if d.glob.matches(rel) {
-                        out.push(Candidate { dataset: i, rel: rel.to_string(), abs: abs.to_path_buf(), size: m.len(), mtime_ns: mtime_ns(m) });
+                        out.push(Candidate {
+                            dataset: i,
+                            rel: rel.to_string(),
+                            abs: abs.to_path_buf(),
+                            size: m.len(),
+                            mtime_ns: mtime_ns(m),
+                        });
                     }
                 });
             }
@@ -264,7 +295,10 @@ impl Agent {
         .unwrap_or_default();
 
         let now = Instant::now();
-        let wall_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let wall_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
         let settle = self.cfg.settle;
         let mut ready = Vec::new();
         let (mut bfiles, mut bbytes, mut settling) = (0u64, 0u64, false);
@@ -286,7 +320,10 @@ impl Agent {
             }
             bfiles += 1;
             bbytes += c.size;
-            let entry = self.settling.entry(key).or_insert((c.size, c.mtime_ns, now));
+            let entry = self
+                .settling
+                .entry(key)
+                .or_insert((c.size, c.mtime_ns, now));
             if entry.0 != c.size || entry.1 != c.mtime_ns {
                 *entry = (c.size, c.mtime_ns, now);
             }
@@ -348,31 +385,64 @@ impl Agent {
                 if size != c.size || !same_stat(&c.abs, c.size, c.mtime_ns) {
                     return Err(SendError::Changed);
                 }
-                self.hashes.insert(key.clone(), (c.size, c.mtime_ns, h.clone()));
+                self.hashes
+                    .insert(key.clone(), (c.size, c.mtime_ns, h.clone()));
                 h
             }
         };
         // Same content as the acknowledged version (only touched): nothing to send.
-        let prev = self.ledger().acked(&ds, &c.rel).map_err(|e| SendError::Retry(e.to_string()))?;
+        let prev = self
+            .ledger()
+            .acked(&ds, &c.rel)
+            .map_err(|e| SendError::Retry(e.to_string()))?;
         if let Some(a) = &prev {
             if a.blake3 == hash && a.size == c.size {
                 self.ledger()
-                    .record_acked(&ds, &c.rel, &Acked { mtime_ns: c.mtime_ns, ..a.clone() })
+                    .record_acked(
+                        &ds,
+                        &c.rel,
+                        &Acked {
+                            mtime_ns: c.mtime_ns,
+                            ..a.clone()
+                        },
+                    )
                     .map_err(|e| SendError::Retry(e.to_string()))?;
                 return Ok(());
             }
         }
-        let modified = jiff::Timestamp::from_nanosecond(c.mtime_ns as i128).ok().map(|t| t.to_string());
-        let begin = BeginUpload { dataset: ds.clone(), path: c.rel.clone(), size: c.size, blake3: hash.clone(), chunk_size: self.cfg.chunk_size, modified };
-        let r = self.client.post(self.url("/uploads")).bearer_auth(self.token.expose_secret()).json(&begin).send().await;
+        let modified = jiff::Timestamp::from_nanosecond(c.mtime_ns as i128)
+            .ok()
+            .map(|t| t.to_string());
+        let begin = BeginUpload {
+            dataset: ds.clone(),
+            path: c.rel.clone(),
+            size: c.size,
+            blake3: hash.clone(),
+            chunk_size: self.cfg.chunk_size,
+            modified,
+        };
+        let r = self
+            .client
+            .post(self.url("/uploads"))
+            .bearer_auth(self.token.expose_secret())
+            .json(&begin)
+            .send()
+            .await;
         let mut status: UploadStatus = self.answer(r).await?;
         let total = total_chunks(c.size, self.cfg.chunk_size);
         while !status.complete && status.next_chunk < total {
             let n = status.next_chunk;
-            let (abs, size, mtime, cs, level) = (c.abs.clone(), c.size, c.mtime_ns, self.cfg.chunk_size, self.cfg.compression_level);
-            let (raw_hash, body) = tokio::task::spawn_blocking(move || read_chunk(&abs, size, mtime, cs, n, level))
-                .await
-                .map_err(|e| SendError::Retry(e.to_string()))??;
+            let (abs, size, mtime, cs, level) = (
+                c.abs.clone(),
+                c.size,
+                c.mtime_ns,
+                self.cfg.chunk_size,
+                self.cfg.compression_level,
+            );
+            let (raw_hash, body) =
+                tokio::task::spawn_blocking(move || read_chunk(&abs, size, mtime, cs, n, level))
+                    .await
+                    .map_err(|e| SendError::Retry(e.to_string()))??;
             let wire = body.len() as u64;
             let req = self
                 .client
@@ -392,7 +462,8 @@ impl Agent {
                             Ok::<_, std::io::Error>(p)
                         }
                     });
-                    req.header(reqwest::header::CONTENT_LENGTH, wire).body(reqwest::Body::wrap_stream(s))
+                    req.header(reqwest::header::CONTENT_LENGTH, wire)
+                        .body(reqwest::Body::wrap_stream(s))
                 }
             };
             status = self.answer(req.send().await).await?;
@@ -413,14 +484,30 @@ impl Agent {
             return Err(SendError::Retry("the hub did not confirm the file".into()));
         }
         self.ledger()
-            .record_acked(&ds, &c.rel, &Acked { size: c.size, mtime_ns: c.mtime_ns, blake3: hash, acked_at_ms: crate::hub::now_ms(), pruned: false })
+            .record_acked(
+                &ds,
+                &c.rel,
+                &Acked {
+                    size: c.size,
+                    mtime_ns: c.mtime_ns,
+                    blake3: hash,
+                    acked_at_ms: crate::hub::now_ms(),
+                    pruned: false,
+                },
+            )
             .map_err(|e| SendError::Retry(e.to_string()))?;
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).files_sent += 1;
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .files_sent += 1;
         tracing::info!(dataset = %ds, path = %c.rel, bytes = c.size, "file acknowledged by the hub");
         Ok(())
     }
 
-    async fn answer(&self, r: Result<reqwest::Response, reqwest::Error>) -> Result<UploadStatus, SendError> {
+    async fn answer(
+        &self,
+        r: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<UploadStatus, SendError> {
         let r = r.map_err(|e| SendError::Retry(describe(&e)))?;
         let code = r.status().as_u16();
         if r.status().is_success() {
@@ -448,7 +535,9 @@ impl Agent {
                 let abs = d.path.join(&rel);
                 if same_stat(&abs, a.size, a.mtime_ns) {
                     match std::fs::remove_file(&abs) {
-                        Ok(()) => tracing::info!(dataset = %d.name, path = %rel, "pruned (acknowledged by the hub, retention passed)"),
+                        Ok(()) => {
+                            tracing::info!(dataset = %d.name, path = %rel, "pruned (acknowledged by the hub, retention passed)")
+                        }
                         Err(e) => {
                             tracing::warn!(path = %abs.display(), error = %e, "cannot prune");
                             continue;
@@ -463,36 +552,53 @@ impl Agent {
 }
 
 fn same_stat(p: &Path, size: u64, mtime: i64) -> bool {
-    std::fs::symlink_metadata(p).map(|m| m.len() == size && mtime_ns(&m) == mtime).unwrap_or(false)
+    std::fs::symlink_metadata(p)
+        .map(|m| m.len() == size && mtime_ns(&m) == mtime)
+        .unwrap_or(false)
 }
 
 /// Reads, hashes and compresses chunk `n`; fails with `Changed` if the file moved under us.
-fn read_chunk(p: &Path, size: u64, mtime: i64, chunk_size: u64, n: u64, level: i32) -> Result<(String, Vec<u8>), SendError> {
+fn read_chunk(
+    p: &Path,
+    size: u64,
+    mtime: i64,
+    chunk_size: u64,
+    n: u64,
+    level: i32,
+) -> Result<(String, Vec<u8>), SendError> {
     use std::io::{Read, Seek, SeekFrom};
     let offset = n * chunk_size;
     let len = size.saturating_sub(offset).min(chunk_size) as usize;
     let mut f = std::fs::File::open(p).map_err(|_| SendError::Changed)?;
-    f.seek(SeekFrom::Start(offset)).map_err(|_| SendError::Changed)?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|_| SendError::Changed)?;
     let mut buf = vec![0u8; len];
     f.read_exact(&mut buf).map_err(|_| SendError::Changed)?;
     if !same_stat(p, size, mtime) {
         return Err(SendError::Changed);
     }
     let h = blake3::hash(&buf).to_hex().to_string();
-    let z = zstd::bulk::compress(&buf, level).map_err(|e| SendError::Retry(format!("compressing: {e}")))?;
+    let z = zstd::bulk::compress(&buf, level)
+        .map_err(|e| SendError::Retry(format!("compressing: {e}")))?;
     Ok((h, z))
 }
 
 /// Recursively lists regular files (symlinks are not followed).
 fn walk(dir: &Path, prefix: &str, f: &mut dyn FnMut(&str, &Path, &std::fs::Metadata)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let Ok(m) = e.metadata() else { continue };
         let Some(name) = e.file_name().to_str().map(str::to_string) else {
             tracing::warn!(path = %e.path().display(), "skipping a file whose name is not UTF-8");
             continue;
         };
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         if m.is_dir() {
             walk(&e.path(), &rel, f);
         } else if m.is_file() {
@@ -518,13 +624,23 @@ async fn error_text(r: reqwest::Response) -> (String, String) {
     let text = r.text().await.unwrap_or_default();
     match serde_json::from_str::<ErrorBody>(&text) {
         Ok(b) => (b.code, b.message),
-        Err(_) => (String::new(), format!("HTTP {code}: {}", text.chars().take(200).collect::<String>())),
+        Err(_) => (
+            String::new(),
+            format!(
+                "HTTP {code}: {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        ),
     }
 }
 
 fn host_uptime() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/uptime").ok()?;
-    s.split_whitespace().next()?.parse::<f64>().ok().map(|f| f as u64)
+    s.split_whitespace()
+        .next()?
+        .parse::<f64>()
+        .ok()
+        .map(|f| f as u64)
 }
 
 fn disk_free(p: &Path) -> Option<u64> {

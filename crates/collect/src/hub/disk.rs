@@ -41,7 +41,11 @@ impl Disk for FsDisk {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut f = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
         f.set_len(offset)?;
         f.seek(SeekFrom::Start(offset))?;
         f.write_all(data)?;
@@ -176,7 +180,9 @@ impl Disk for QuotaDisk {
 
 /// Is this error a full disk (or quota)?
 pub fn is_disk_full(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(28) || e.raw_os_error() == Some(122) || e.kind() == io::ErrorKind::StorageFull
+    e.raw_os_error() == Some(28)
+        || e.raw_os_error() == Some(122)
+        || e.kind() == io::ErrorKind::StorageFull
 }
 
 /// `root/.partial/<id>.part`

@@ -15,13 +15,17 @@ use crate::protocol::{ErrorBody, CHUNK_HASH_HEADER, MAX_CHUNK_SIZE};
 
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE {
             tracing::error!(error = %self, "hub request failed");
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "hub request refused");
         }
-        let body = ErrorBody { code: self.code().to_string(), message: self.to_string() };
+        let body = ErrorBody {
+            code: self.code().to_string(),
+            message: self.to_string(),
+        };
         let mut resp = (status, Json(body)).into_response();
         if let HubError::OutOfOrder { status: s, .. } | HubError::Incomplete(s) = &self {
             if let Ok(v) = s.next_chunk.to_string().parse() {
@@ -59,13 +63,23 @@ fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HubError> {
     })
 }
 
-async fn heartbeat(State(hub): State<Arc<Hub>>, Path(site): Path<String>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, HubError> {
+async fn heartbeat(
+    State(hub): State<Arc<Hub>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, HubError> {
     hub.authenticate(&site, bearer(&headers)).await?;
     hub.heartbeat(&site, json(&body)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn begin(State(hub): State<Arc<Hub>>, Path(site): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, HubError> {
+async fn begin(
+    State(hub): State<Arc<Hub>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HubError> {
     hub.authenticate(&site, bearer(&headers)).await?;
     Ok(Json(hub.begin(&site, json(&body)?).await?).into_response())
 }
@@ -82,13 +96,19 @@ async fn chunk(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| HubError::BadRequest {
             code: "missing_chunk_hash",
-            message: format!("the {CHUNK_HASH_HEADER} header (BLAKE3 of the uncompressed chunk) is missing"),
+            message: format!(
+                "the {CHUNK_HASH_HEADER} header (BLAKE3 of the uncompressed chunk) is missing"
+            ),
         })?
         .to_string();
     Ok(Json(hub.put_chunk(&site, &id, n, &hash, body.to_vec()).await?).into_response())
 }
 
-async fn complete(State(hub): State<Arc<Hub>>, Path((site, id)): Path<(String, String)>, headers: HeaderMap) -> Result<Response, HubError> {
+async fn complete(
+    State(hub): State<Arc<Hub>>,
+    Path((site, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, HubError> {
     hub.authenticate(&site, bearer(&headers)).await?;
     Ok(Json(hub.complete(&site, &id).await?).into_response())
 }

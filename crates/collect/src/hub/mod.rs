@@ -29,8 +29,8 @@ use std::time::Duration;
 use rand::RngCore;
 
 use crate::protocol::{
-    check_relative_path, is_valid_name, total_chunks, upload_id, BeginUpload, Heartbeat, UploadStatus,
-    MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    check_relative_path, is_valid_name, total_chunks, upload_id, BeginUpload, Heartbeat,
+    UploadStatus, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 use disk::{is_disk_full, partial_path, Disk, FsDisk, QuotaDisk};
 use store::{FileEntry, HubStore, SqliteHubStore, StoreError, UploadRow};
@@ -40,21 +40,30 @@ use store::{FileEntry, HubStore, SqliteHubStore, StoreError, UploadRow};
 pub enum HubError {
     #[error("no site token given; send `Authorization: Bearer <token>` with the token `edusync site add` printed")]
     MissingToken,
-    #[error("unknown site {0:?}; register it on the hub with `edusync site add --config FILE {0}`")]
+    #[error(
+        "unknown site {0:?}; register it on the hub with `edusync site add --config FILE {0}`"
+    )]
     UnknownSite(String),
     #[error("the token does not belong to site {0:?}; use the token `edusync site add` printed for this site")]
     BadToken(String),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("file {dataset}/{path} is {size} bytes, more than this hub accepts ({max} bytes, [hub] max_file_bytes)")]
-    TooLarge { dataset: String, path: String, size: u64, max: u64 },
+    TooLarge {
+        dataset: String,
+        path: String,
+        size: u64,
+        max: u64,
+    },
     #[error("no upload {0} is in progress for this site; begin it again")]
     UnknownUpload(String),
     #[error("chunk {got} arrived but the hub expects chunk {}; carry on from there", .status.next_chunk)]
     OutOfOrder { got: u64, status: UploadStatus },
     #[error("upload {} is not complete: the hub holds {} of {} chunks", .0.upload_id, .0.next_chunk, .0.total_chunks)]
     Incomplete(UploadStatus),
-    #[error("chunk {0} does not match its BLAKE3 hash or length (damaged in transit); send it again")]
+    #[error(
+        "chunk {0} does not match its BLAKE3 hash or length (damaged in transit); send it again"
+    )]
     ChunkCorrupt(u64),
     #[error("file {0} does not match its announced BLAKE3 hash (it changed while being sent?); the upload was dropped, send it again")]
     HashMismatch(String),
@@ -108,7 +117,10 @@ impl HubError {
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> HubError {
-    HubError::BadRequest { code, message: message.into() }
+    HubError::BadRequest {
+        code,
+        message: message.into(),
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -164,35 +176,57 @@ pub enum HubOpenError {
     #[error("cannot open the hub's state: {0}")]
     Store(#[from] StoreError),
     #[error("cannot use hub root {path}: {source} (check [hub] root exists or can be created, and is writable)")]
-    Root { path: PathBuf, source: std::io::Error },
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the hub's store from the edusync config (the `hub_` tables of the state database).
 pub fn open_store(config: &edusync_config::Config) -> Result<Arc<dyn HubStore>, HubOpenError> {
     match &config.state {
         edusync_config::StateUrl::Sqlite(p) => Ok(Arc::new(SqliteHubStore::open(p)?)),
-        edusync_config::StateUrl::Postgres(_) => Err(HubOpenError::UnsupportedState(config.path.clone())),
+        edusync_config::StateUrl::Postgres(_) => {
+            Err(HubOpenError::UnsupportedState(config.path.clone()))
+        }
     }
 }
 
 impl Hub {
     pub fn new(store: Arc<dyn HubStore>, disk: Arc<dyn Disk>, settings: HubSettings) -> Hub {
-        Hub { store, disk, settings, locks: Mutex::new(HashMap::new()) }
+        Hub {
+            store,
+            disk,
+            settings,
+            locks: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The hub as `edusync serve` runs it.
     pub fn open(config: &edusync_config::Config) -> Result<Hub, HubOpenError> {
         let store = open_store(config)?;
         let root = config.hub.root.clone();
-        std::fs::create_dir_all(root.join(".partial"))
-            .map_err(|source| HubOpenError::Root { path: root.clone(), source })?;
+        std::fs::create_dir_all(root.join(".partial")).map_err(|source| HubOpenError::Root {
+            path: root.clone(),
+            source,
+        })?;
         let disk: Arc<dyn Disk> = match config.hub.quota_bytes {
             Some(q) => Arc::new(
-                QuotaDisk::new(&root, q).map_err(|source| HubOpenError::Root { path: root.clone(), source })?,
+                QuotaDisk::new(&root, q).map_err(|source| HubOpenError::Root {
+                    path: root.clone(),
+                    source,
+                })?,
             ),
             None => Arc::new(FsDisk),
         };
-        Ok(Hub::new(store, disk, HubSettings { root, max_file_bytes: config.hub.max_file_bytes }))
+        Ok(Hub::new(
+            store,
+            disk,
+            HubSettings {
+                root,
+                max_file_bytes: config.hub.max_file_bytes,
+            },
+        ))
     }
 
     pub fn store(&self) -> &Arc<dyn HubStore> {
@@ -217,9 +251,12 @@ impl Hub {
     /// Checks that `token` belongs to `site`.
     pub async fn authenticate(&self, site: &str, token: Option<&str>) -> Result<(), HubError> {
         let token = token.ok_or(HubError::MissingToken)?;
-        let presented = blake3::Hash::from_hex(hash_token(token)).map_err(|e| HubError::Io(e.to_string()))?;
+        let presented =
+            blake3::Hash::from_hex(hash_token(token)).map_err(|e| HubError::Io(e.to_string()))?;
         let s = site.to_string();
-        let stored = self.blocking(move |st, _| Ok(st.site_token_hash(&s)?)).await?;
+        let stored = self
+            .blocking(move |st, _| Ok(st.site_token_hash(&s)?))
+            .await?;
         let Some(stored) = stored else {
             return Err(HubError::UnknownSite(site.to_string()));
         };
@@ -235,7 +272,8 @@ impl Hub {
     pub async fn heartbeat(&self, site: &str, hb: Heartbeat) -> Result<(), HubError> {
         let s = site.to_string();
         tracing::debug!(site, backlog_files = hb.backlog_files, "heartbeat");
-        self.blocking(move |st, _| Ok(st.record_heartbeat(&s, &hb, now_ms())?)).await
+        self.blocking(move |st, _| Ok(st.record_heartbeat(&s, &hb, now_ms())?))
+            .await
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -260,13 +298,27 @@ impl Hub {
             return Err(bad("bad_dataset", format!("dataset name {:?}: use 1–64 letters, digits, '.', '-' or '_' (not starting with '.')", req.dataset)));
         }
         if let Err(why) = check_relative_path(&req.path) {
-            return Err(bad("path_rejected", format!("path {:?} refused: {why}", req.path)));
+            return Err(bad(
+                "path_rejected",
+                format!("path {:?} refused: {why}", req.path),
+            ));
         }
         if req.size > self.settings.max_file_bytes {
-            return Err(HubError::TooLarge { dataset: req.dataset, path: req.path, size: req.size, max: self.settings.max_file_bytes });
+            return Err(HubError::TooLarge {
+                dataset: req.dataset,
+                path: req.path,
+                size: req.size,
+                max: self.settings.max_file_bytes,
+            });
         }
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&req.chunk_size) {
-            return Err(bad("bad_chunk_size", format!("chunk_size {} must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}", req.chunk_size)));
+            return Err(bad(
+                "bad_chunk_size",
+                format!(
+                    "chunk_size {} must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}",
+                    req.chunk_size
+                ),
+            ));
         }
         if blake3::Hash::from_hex(&req.blake3).is_err() {
             return Err(bad("bad_hash", "blake3 must be 64 hex digits"));
@@ -278,11 +330,21 @@ impl Hub {
         self.blocking(move |st, _| {
             let total = total_chunks(req.size, req.chunk_size);
             if let Some(u) = st.upload(&id)? {
-                return Ok(UploadStatus { upload_id: id, next_chunk: u.next_chunk, total_chunks: u.total_chunks, complete: false });
+                return Ok(UploadStatus {
+                    upload_id: id,
+                    next_chunk: u.next_chunk,
+                    total_chunks: u.total_chunks,
+                    complete: false,
+                });
             }
             if let Some(f) = st.latest_file(&site, &req.dataset, &req.path)? {
                 if f.blake3 == req.blake3 && f.size == req.size {
-                    return Ok(UploadStatus { upload_id: id, next_chunk: total, total_chunks: total, complete: true });
+                    return Ok(UploadStatus {
+                        upload_id: id,
+                        next_chunk: total,
+                        total_chunks: total,
+                        complete: true,
+                    });
                 }
             }
             let now = now_ms();
@@ -300,7 +362,12 @@ impl Hub {
                 started_ms: now,
                 updated_ms: now,
             })?;
-            Ok(UploadStatus { upload_id: id, next_chunk: 0, total_chunks: total, complete: false })
+            Ok(UploadStatus {
+                upload_id: id,
+                next_chunk: 0,
+                total_chunks: total,
+                complete: false,
+            })
         })
         .await
     }
@@ -315,19 +382,40 @@ impl Hub {
     }
 
     /// Stores chunk `n` (zstd-compressed `body`) of upload `id`.
-    pub async fn put_chunk(&self, site: &str, id: &str, n: u64, chunk_hash: &str, body: Vec<u8>) -> Result<UploadStatus, HubError> {
+    pub async fn put_chunk(
+        &self,
+        site: &str,
+        id: &str,
+        n: u64,
+        chunk_hash: &str,
+        body: Vec<u8>,
+    ) -> Result<UploadStatus, HubError> {
         let lock = self.lock_for(id);
         let _g = lock.lock().await;
         let u = self.upload_of(site, id).await?;
-        let status = |next| UploadStatus { upload_id: id.to_string(), next_chunk: next, total_chunks: u.total_chunks, complete: false };
+        let status = |next| UploadStatus {
+            upload_id: id.to_string(),
+            next_chunk: next,
+            total_chunks: u.total_chunks,
+            complete: false,
+        };
         if n < u.next_chunk {
             return Ok(status(u.next_chunk)); // already held: acknowledge again
         }
         if n > u.next_chunk || n >= u.total_chunks {
-            return Err(HubError::OutOfOrder { got: n, status: status(u.next_chunk) });
+            return Err(HubError::OutOfOrder {
+                got: n,
+                status: status(u.next_chunk),
+            });
         }
         let Ok(want) = blake3::Hash::from_hex(chunk_hash) else {
-            return Err(bad("bad_hash", format!("the {} header must be 64 hex digits", crate::protocol::CHUNK_HASH_HEADER)));
+            return Err(bad(
+                "bad_hash",
+                format!(
+                    "the {} header must be 64 hex digits",
+                    crate::protocol::CHUNK_HASH_HEADER
+                ),
+            ));
         };
         let offset = n * u.chunk_size;
         let len = (u.size - offset).min(u.chunk_size);
@@ -342,7 +430,8 @@ impl Hub {
             if data.len() as u64 != len || blake3::hash(&data) != want {
                 return Err(HubError::ChunkCorrupt(n));
             }
-            disk.write_at(&part, offset, &data).map_err(|e| HubError::io(e, "writing chunk"))?;
+            disk.write_at(&part, offset, &data)
+                .map_err(|e| HubError::io(e, "writing chunk"))?;
             st.set_upload_progress(&idc, n + 1, now_ms())?;
             Ok(())
         })
@@ -355,7 +444,12 @@ impl Hub {
         let lock = self.lock_for(id);
         let _g = lock.lock().await;
         let u = self.upload_of(site, id).await?;
-        let status = UploadStatus { upload_id: id.to_string(), next_chunk: u.next_chunk, total_chunks: u.total_chunks, complete: false };
+        let status = UploadStatus {
+            upload_id: id.to_string(),
+            next_chunk: u.next_chunk,
+            total_chunks: u.total_chunks,
+            complete: false,
+        };
         if u.next_chunk < u.total_chunks {
             return Err(HubError::Incomplete(status));
         }
@@ -398,8 +492,15 @@ impl Hub {
             })
             .await;
         r?;
-        self.locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-        Ok(UploadStatus { complete: true, next_chunk: status.total_chunks, ..status })
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(UploadStatus {
+            complete: true,
+            next_chunk: status.total_chunks,
+            ..status
+        })
     }
 
     /// Drops uploads untouched for `older_than` and their partial files.
@@ -409,7 +510,8 @@ impl Hub {
         self.blocking(move |st, disk| {
             let stale = st.stale_uploads(before)?;
             for u in &stale {
-                disk.remove(&partial_path(&root, &u.upload_id)).map_err(|e| HubError::io(e, "removing partial file"))?;
+                disk.remove(&partial_path(&root, &u.upload_id))
+                    .map_err(|e| HubError::io(e, "removing partial file"))?;
                 st.delete_upload(&u.upload_id)?;
             }
             Ok(stale.len())

@@ -20,7 +20,9 @@ use crate::protocol::Heartbeat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("site {0:?} is already registered; pick another id (a site's token cannot be shown again)")]
+    #[error(
+        "site {0:?} is already registered; pick another id (a site's token cannot be shown again)"
+    )]
     SiteExists(String),
     #[error("hub state database: {0}")]
     Db(String),
@@ -91,12 +93,22 @@ pub trait HubStore: Send + Sync + 'static {
     fn record_heartbeat(&self, site: &str, hb: &Heartbeat, now_ms: i64) -> Result<(), StoreError>;
     fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>, StoreError>;
     fn create_upload(&self, row: &UploadRow) -> Result<(), StoreError>;
-    fn set_upload_progress(&self, upload_id: &str, next_chunk: u64, now_ms: i64) -> Result<(), StoreError>;
+    fn set_upload_progress(
+        &self,
+        upload_id: &str,
+        next_chunk: u64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     fn delete_upload(&self, upload_id: &str) -> Result<(), StoreError>;
     /// Records the file and forgets the upload, in one transaction.
     fn complete_upload(&self, upload_id: &str, file: &FileEntry) -> Result<(), StoreError>;
     /// The newest received version of a path.
-    fn latest_file(&self, site: &str, dataset: &str, path: &str) -> Result<Option<FileEntry>, StoreError>;
+    fn latest_file(
+        &self,
+        site: &str,
+        dataset: &str,
+        path: &str,
+    ) -> Result<Option<FileEntry>, StoreError>;
     /// Uploads not touched since `before_ms` (abandoned; their partial files can go).
     fn stale_uploads(&self, before_ms: i64) -> Result<Vec<UploadRow>, StoreError>;
     fn sites(&self) -> Result<Vec<SiteOverview>, StoreError>;
@@ -109,8 +121,7 @@ pub trait HubStore: Send + Sync + 'static {
 }
 
 /// Migrations, in order; `hub_schema_version` holds how many have run.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE hub_sites (
+const MIGRATIONS: &[&str] = &["CREATE TABLE hub_sites (
         site_id TEXT PRIMARY KEY,
         token_hash TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
@@ -148,8 +159,7 @@ const MIGRATIONS: &[&str] = &[
         received_ms INTEGER NOT NULL
     );
     CREATE INDEX hub_files_site_time ON hub_files (site_id, received_ms);
-    CREATE INDEX hub_files_path ON hub_files (site_id, dataset, path, id);",
-];
+    CREATE INDEX hub_files_path ON hub_files (site_id, dataset, path, id);"];
 
 /// [`HubStore`] on the edusync SQLite state database.
 pub struct SqliteHubStore {
@@ -162,8 +172,12 @@ impl SqliteHubStore {
     pub fn open(path: &Path) -> Result<SqliteHubStore, StoreError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Db(format!("cannot create folder {} for the state database: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Db(format!(
+                        "cannot create folder {} for the state database: {e}",
+                        dir.display()
+                    ))
+                })?;
             }
         }
         let conn = Connection::open(path)
@@ -172,7 +186,9 @@ impl SqliteHubStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         migrate(&conn)?;
-        Ok(SqliteHubStore { conn: Mutex::new(conn) })
+        Ok(SqliteHubStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -202,7 +218,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     for m in &MIGRATIONS[version..] {
         tx.execute_batch(m)?;
     }
-    tx.execute("UPDATE hub_schema_version SET version = ?1", [MIGRATIONS.len() as i64])?;
+    tx.execute(
+        "UPDATE hub_schema_version SET version = ?1",
+        [MIGRATIONS.len() as i64],
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -247,7 +266,9 @@ impl HubStore for SqliteHubStore {
             params![site, token_hash, now_ms],
         ) {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 Err(StoreError::SiteExists(site.to_string()))
             }
             Err(e) => Err(e.into()),
@@ -257,7 +278,11 @@ impl HubStore for SqliteHubStore {
     fn site_token_hash(&self, site: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT token_hash FROM hub_sites WHERE site_id = ?1", [site], |r| r.get(0))
+            .query_row(
+                "SELECT token_hash FROM hub_sites WHERE site_id = ?1",
+                [site],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -304,7 +329,12 @@ impl HubStore for SqliteHubStore {
         Ok(())
     }
 
-    fn set_upload_progress(&self, upload_id: &str, next_chunk: u64, now_ms: i64) -> Result<(), StoreError> {
+    fn set_upload_progress(
+        &self,
+        upload_id: &str,
+        next_chunk: u64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE hub_uploads SET next_chunk = ?2, updated_ms = ?3 WHERE upload_id = ?1",
             params![upload_id, next_chunk as i64, now_ms],
@@ -313,7 +343,8 @@ impl HubStore for SqliteHubStore {
     }
 
     fn delete_upload(&self, upload_id: &str) -> Result<(), StoreError> {
-        self.conn().execute("DELETE FROM hub_uploads WHERE upload_id = ?1", [upload_id])?;
+        self.conn()
+            .execute("DELETE FROM hub_uploads WHERE upload_id = ?1", [upload_id])?;
         Ok(())
     }
 
@@ -322,14 +353,27 @@ impl HubStore for SqliteHubStore {
         let tx = c.transaction()?;
         tx.execute(
             &format!("INSERT INTO hub_files ({FILE_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-            params![f.site, f.dataset, f.path, f.size as i64, f.blake3, f.modified, f.received_ms],
+            params![
+                f.site,
+                f.dataset,
+                f.path,
+                f.size as i64,
+                f.blake3,
+                f.modified,
+                f.received_ms
+            ],
         )?;
         tx.execute("DELETE FROM hub_uploads WHERE upload_id = ?1", [upload_id])?;
         tx.commit()?;
         Ok(())
     }
 
-    fn latest_file(&self, site: &str, dataset: &str, path: &str) -> Result<Option<FileEntry>, StoreError> {
+    fn latest_file(
+        &self,
+        site: &str,
+        dataset: &str,
+        path: &str,
+    ) -> Result<Option<FileEntry>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -342,7 +386,9 @@ impl HubStore for SqliteHubStore {
 
     fn stale_uploads(&self, before_ms: i64) -> Result<Vec<UploadRow>, StoreError> {
         let c = self.conn();
-        let mut st = c.prepare(&format!("SELECT {UPLOAD_COLS} FROM hub_uploads WHERE updated_ms < ?1"))?;
+        let mut st = c.prepare(&format!(
+            "SELECT {UPLOAD_COLS} FROM hub_uploads WHERE updated_ms < ?1"
+        ))?;
         let rows = st.query_map([before_ms], upload_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -397,7 +443,11 @@ impl HubStore for SqliteHubStore {
             "SELECT site_id, COUNT(*), SUM(size) FROM hub_files WHERE received_ms >= ?1 GROUP BY site_id ORDER BY site_id",
         )?;
         let rows = st.query_map([since_ms], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -413,7 +463,9 @@ impl HubStore for SqliteHubStore {
 
     fn open_uploads(&self, site: &str) -> Result<Vec<UploadRow>, StoreError> {
         let c = self.conn();
-        let mut st = c.prepare(&format!("SELECT {UPLOAD_COLS} FROM hub_uploads WHERE site_id = ?1 ORDER BY started_ms"))?;
+        let mut st = c.prepare(&format!(
+            "SELECT {UPLOAD_COLS} FROM hub_uploads WHERE site_id = ?1 ORDER BY started_ms"
+        ))?;
         let rows = st.query_map([site], upload_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -39,7 +39,9 @@ pub async fn require_login(req: Request, next: Next) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let ok = match given {
-        Some(g) if !expected.is_empty() => blake3::hash(g.as_bytes()) == blake3::hash(expected.as_bytes()),
+        Some(g) if !expected.is_empty() => {
+            blake3::hash(g.as_bytes()) == blake3::hash(expected.as_bytes())
+        }
         _ => false,
     };
     if !ok {

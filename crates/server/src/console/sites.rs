@@ -25,7 +25,11 @@ pub fn routes(state: &AppState) -> Router {
 
 fn err500(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "console page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("Cannot read the hub's state: {e}\n")).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Cannot read the hub's state: {e}\n"),
+    )
+        .into_response()
 }
 
 const WEEK_MS: i64 = 7 * 86_400_000;
@@ -53,7 +57,14 @@ async fn list(State(state): State<AppState>) -> Response {
             .map(|(s, f, b)| (s, (f, b)))
             .collect();
         let monthly = store.monthly_bytes(None).map_err(|e| e.to_string())?;
-        Ok(render_list(&sites, &week, &monthly, now, silent_ms, &silent_label))
+        Ok(render_list(
+            &sites,
+            &week,
+            &monthly,
+            now,
+            silent_ms,
+            &silent_label,
+        ))
     })
     .await;
     match r {
@@ -81,7 +92,10 @@ fn render_list(
     silent_ms: i64,
     silent_label: &str,
 ) -> String {
-    let silent = sites.iter().filter(|s| is_silent(s, now, silent_ms)).count();
+    let silent = sites
+        .iter()
+        .filter(|s| is_silent(s, now, silent_ms))
+        .count();
     let (wf, wb) = week.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1));
     let mut b = String::new();
     let _ = write!(
@@ -100,7 +114,13 @@ This week (last 7 days): {wf} files, {} from {} sites.</p>",
         let silent = is_silent(s, now, silent_ms);
         let hb = s.last_heartbeat.as_ref();
         let backlog = hb
-            .map(|h| format!("{} files, {}", h.backlog_files, human_bytes(h.backlog_bytes)))
+            .map(|h| {
+                format!(
+                    "{} files, {}",
+                    h.backlog_files,
+                    human_bytes(h.backlog_bytes)
+                )
+            })
             .unwrap_or_else(|| "—".into());
         let (f, by) = week.get(&s.site).copied().unwrap_or((0, 0));
         let _ = write!(
@@ -136,11 +156,17 @@ fn monthly_table(rows: &[MonthlyBytes], with_site: bool) -> String {
     if with_site {
         b.push_str("<th>Site</th>");
     }
-    b.push_str("<th>Month (UTC)</th><th>Dataset</th><th>Files</th><th>Bytes</th></tr></thead><tbody>");
+    b.push_str(
+        "<th>Month (UTC)</th><th>Dataset</th><th>Files</th><th>Bytes</th></tr></thead><tbody>",
+    );
     for r in rows {
         b.push_str("<tr>");
         if with_site {
-            let _ = write!(b, "<td><a href=\"/console/sites/{0}\">{0}</a></td>", esc(&r.site));
+            let _ = write!(
+                b,
+                "<td><a href=\"/console/sites/{0}\">{0}</a></td>",
+                esc(&r.site)
+            );
         }
         let _ = write!(
             b,
@@ -165,13 +191,25 @@ async fn one(State(state): State<AppState>, Path(site): Path<String>) -> Respons
     .await;
     match r {
         Ok(Ok(Some(html))) => Html(html).into_response(),
-        Ok(Ok(None)) => (StatusCode::NOT_FOUND, Html(page("Unknown site", "<p>No site has this id. <a href=\"/console/sites\">All sites</a></p>"))).into_response(),
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            Html(page(
+                "Unknown site",
+                "<p>No site has this id. <a href=\"/console/sites\">All sites</a></p>",
+            )),
+        )
+            .into_response(),
         Ok(Err(e)) => err500(e),
         Err(e) => err500(e),
     }
 }
 
-fn render_one(store: &dyn HubStore, site: &str, now: i64, silent_ms: i64) -> Result<Option<String>, edusync_collect::hub::store::StoreError> {
+fn render_one(
+    store: &dyn HubStore,
+    site: &str,
+    now: i64,
+    silent_ms: i64,
+) -> Result<Option<String>, edusync_collect::hub::store::StoreError> {
     let Some(s) = store.sites()?.into_iter().find(|s| s.site == site) else {
         return Ok(None);
     };
