@@ -6,6 +6,7 @@
 //! carry the edusync marker, and replaying any op is harmless.
 //!
 //! - [`vdir`]: a local folder of `.ics` files per person.
+//! - [`graph`]: Microsoft 365 through Microsoft Graph (client; not yet wired into [`Target`]).
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
 //!
 //! Architecture invariant: only this crate talks to calendar services.
@@ -13,6 +14,7 @@
 use edusync_core::render::RenderedEvent;
 
 pub mod delivery;
+pub mod graph;
 pub mod vdir;
 
 /// What an op does.

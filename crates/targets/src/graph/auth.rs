@@ -78,7 +78,10 @@ impl TokenCache {
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status != 200 {
-            let err = body.get("error").and_then(Value::as_str).unwrap_or("unknown_error");
+            let err = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error");
             let desc = body
                 .get("error_description")
                 .and_then(Value::as_str)
@@ -107,7 +110,11 @@ impl TokenCache {
                 retryable: false,
             })?
             .to_string();
-        let expires_in = Duration::from_secs(body.get("expires_in").and_then(Value::as_u64).unwrap_or(3599));
+        let expires_in = Duration::from_secs(
+            body.get("expires_in")
+                .and_then(Value::as_u64)
+                .unwrap_or(3599),
+        );
         let margin = (expires_in / 4).min(Duration::from_secs(300));
         tracing::debug!(expires_in = expires_in.as_secs(), "graph: token acquired");
         Ok(Cached {

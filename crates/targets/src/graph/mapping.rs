@@ -77,7 +77,11 @@ pub(crate) fn remote_event(v: &Value) -> Option<RemoteEvent> {
             .and_then(Value::as_str)
             .or_else(|| v.get("@odata.etag").and_then(Value::as_str))
             .map(String::from),
-        subject: v.get("subject").and_then(Value::as_str).unwrap_or("").to_string(),
+        subject: v
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         start: parse_graph_time(v.get("start")?)?,
         end: parse_graph_time(v.get("end")?)?,
     })
@@ -87,7 +91,8 @@ pub(crate) fn remote_event(v: &Value) -> Option<RemoteEvent> {
 pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@' | b'=' | b'+') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'@' | b'=' | b'+')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

@@ -51,7 +51,8 @@ pub use mapping::transaction_id;
 
 /// The edusync marker: a single-value extended property (string) in
 /// edusync's own property set. Its value is `<profile>/<event key>`.
-pub const MARKER_PROPERTY_ID: &str = "String {5e7c1d2a-9b4f-4e6a-8d3c-2f1a0b9c8d7e} Name edusync-key";
+pub const MARKER_PROPERTY_ID: &str =
+    "String {5e7c1d2a-9b4f-4e6a-8d3c-2f1a0b9c8d7e} Name edusync-key";
 
 /// Where and as whom to reach Microsoft Graph (the `graph` target's keys).
 #[derive(Clone)]
@@ -147,9 +148,17 @@ pub enum GraphOp {
     /// `generation` goes into the `transactionId` with the key: keep it for
     /// every retry of the same create, change it only for a deliberate
     /// re-create (e.g. after the person deleted the event).
-    Create { key: String, generation: u32, event: GraphEvent },
+    Create {
+        key: String,
+        generation: u32,
+        event: GraphEvent,
+    },
     /// Rewrite an event (content and marker) by its Graph id.
-    Update { key: String, remote_id: String, event: GraphEvent },
+    Update {
+        key: String,
+        remote_id: String,
+        event: GraphEvent,
+    },
     /// Delete an event by its Graph id; an event already gone counts as deleted.
     Delete { key: String, remote_id: String },
 }
@@ -158,7 +167,9 @@ impl GraphOp {
     /// The marker value the op concerns.
     pub fn key(&self) -> &str {
         match self {
-            GraphOp::Create { key, .. } | GraphOp::Update { key, .. } | GraphOp::Delete { key, .. } => key,
+            GraphOp::Create { key, .. }
+            | GraphOp::Update { key, .. }
+            | GraphOp::Delete { key, .. } => key,
         }
     }
 }
@@ -166,8 +177,14 @@ impl GraphOp {
 /// What was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GraphApplied {
-    Created { id: String, change_key: Option<String> },
-    Updated { id: String, change_key: Option<String> },
+    Created {
+        id: String,
+        change_key: Option<String>,
+    },
+    Updated {
+        id: String,
+        change_key: Option<String>,
+    },
     Deleted,
 }
 
@@ -202,7 +219,9 @@ pub enum GraphError {
         retry_after: Option<Duration>,
     },
     /// A 4xx for this op: it will fail the same way again.
-    #[error("Microsoft Graph refused a change in mailbox {mailbox}: HTTP {status} {code}: {message}")]
+    #[error(
+        "Microsoft Graph refused a change in mailbox {mailbox}: HTTP {status} {code}: {message}"
+    )]
     Rejected {
         mailbox: String,
         status: u16,
@@ -214,7 +233,10 @@ pub enum GraphError {
     NotFound { mailbox: String, id: String },
     /// The edusync calendar is gone (deleted by hand?): call `ensure_calendar` again.
     #[error("Microsoft Graph, mailbox {mailbox}: calendar {calendar_id} no longer exists (deleted in Outlook?); it will be created again")]
-    CalendarNotFound { mailbox: String, calendar_id: String },
+    CalendarNotFound {
+        mailbox: String,
+        calendar_id: String,
+    },
     /// No such user, or no Exchange Online mailbox: permanent for this mailbox only.
     #[error("Microsoft Graph, mailbox {mailbox}: {code}: {message} — check the address and that the person has an Exchange Online licence; other mailboxes are unaffected")]
     MailboxUnavailable {

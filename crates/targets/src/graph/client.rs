@@ -1,0 +1,845 @@
+//! The Graph client: per-mailbox gates (concurrency and `Retry-After`),
+//! `$batch` writes with retries, calendar lookup and marked-event listing.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rand::Rng;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::auth::TokenCache;
+use super::mapping::{self, odata_string, path_segment, query_value};
+use super::{
+    GraphApplied, GraphClientOptions, GraphError, GraphOp, GraphOpResult, GraphSettings,
+    RemoteEvent, MARKER_PROPERTY_ID,
+};
+
+/// A Microsoft Graph calendar client. Cheap to clone; clones share the
+/// token, the calendar ids found and each mailbox's limits.
+#[derive(Clone)]
+pub struct GraphClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GraphClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphClient")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    settings: GraphSettings,
+    opts: GraphClientOptions,
+    http: reqwest::Client,
+    tokens: TokenCache,
+    base: String,
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
+    calendars: Mutex<HashMap<String, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One mailbox's limits as the client keeps them: a semaphore of
+/// `mailbox_concurrency` permits and the instant a `Retry-After` ends.
+struct Gate {
+    sem: Arc<Semaphore>,
+    max: u32,
+    hold_until: Mutex<Option<Instant>>,
+}
+
+impl Gate {
+    fn held_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        lock(&self.hold_until).and_then(|t| (t > now).then(|| t - now))
+    }
+
+    fn hold(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut h = lock(&self.hold_until);
+        *h = Some(h.map_or(until, |t| t.max(until)));
+    }
+
+    /// Waits out any `Retry-After`, then takes `n` permits. Gives up with
+    /// the time left when the hold is longer than `max_wait`.
+    async fn enter(&self, n: usize, max_wait: Duration) -> Result<OwnedSemaphorePermit, Duration> {
+        let n = (n as u32).clamp(1, self.max);
+        loop {
+            if let Some(left) = self.held_for() {
+                if left > max_wait {
+                    return Err(left);
+                }
+                tokio::time::sleep(left).await;
+                continue;
+            }
+            let permit = self
+                .sem
+                .clone()
+                .acquire_many_owned(n)
+                .await
+                .expect("the semaphore is never closed");
+            if self.held_for().is_none() {
+                return Ok(permit);
+            }
+        }
+    }
+}
+
+/// What came back for one request.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Value,
+}
+
+fn retry_after_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+fn inner_retry_after(headers: &Value) -> Option<Duration> {
+    let obj = headers.as_object()?;
+    let v = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))?
+        .1;
+    let s = match v {
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        Value::Number(n) => n.as_f64()?,
+        _ => return None,
+    };
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
+}
+
+fn error_parts(body: &Value) -> (String, String) {
+    let e = body.get("error");
+    let code = e
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let message = e
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    (code, message)
+}
+
+/// A 404 about the mailbox itself rather than an item in it.
+fn mailbox_level_404(code: &str) -> bool {
+    !matches!(code, "ErrorItemNotFound" | "ErrorInvalidIdMalformed" | "")
+}
+
+impl GraphClient {
+    /// A client with default options.
+    pub fn new(settings: GraphSettings) -> Self {
+        Self::with_options(settings, GraphClientOptions::default())
+    }
+
+    /// A client with these options.
+    pub fn with_options(settings: GraphSettings, opts: GraphClientOptions) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(opts.request_timeout)
+            .connect_timeout(Duration::from_secs(10).min(opts.request_timeout))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let base = format!("{}/v1.0", settings.graph_url.trim_end_matches('/'));
+        Self {
+            inner: Arc::new(Inner {
+                tokens: TokenCache::new(&settings),
+                settings,
+                opts,
+                http,
+                base,
+                gates: Mutex::new(HashMap::new()),
+                calendars: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &GraphSettings {
+        &self.inner.settings
+    }
+
+    fn gate(&self, mailbox: &str) -> Arc<Gate> {
+        let max = self.inner.opts.mailbox_concurrency.max(1);
+        lock(&self.inner.gates)
+            .entry(mailbox.to_lowercase())
+            .or_insert_with(|| {
+                Arc::new(Gate {
+                    sem: Arc::new(Semaphore::new(max)),
+                    max: max as u32,
+                    hold_until: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let o = &self.inner.opts;
+        let exp = o
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(o.backoff_max);
+        let lo = exp.as_secs_f64() / 2.0;
+        Duration::from_secs_f64(rand::thread_rng().gen_range(lo..=exp.as_secs_f64().max(lo)))
+    }
+
+    fn retryable(
+        mailbox: &str,
+        status: Option<u16>,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> GraphError {
+        GraphError::Retryable {
+            mailbox: mailbox.to_string(),
+            status,
+            message,
+            retry_after,
+        }
+    }
+
+    /// Sends one HTTP request with a fresh token; a 401 gets one new token and one more try.
+    async fn send(
+        &self,
+        mailbox: &str,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, GraphError> {
+        let mut renewed = false;
+        loop {
+            let token = self.inner.tokens.get(&self.inner.http).await?;
+            let mut rb = self
+                .inner
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(&token)
+                .header("Prefer", "outlook.timezone=\"UTC\"");
+            if let Some(b) = body {
+                rb = rb.json(b);
+            }
+            let resp = rb.send().await.map_err(|e| {
+                Self::retryable(mailbox, None, format!("{method} request failed: {e}"), None)
+            })?;
+            let status = resp.status().as_u16();
+            let retry_after = retry_after_of(resp.headers());
+            let bytes = resp.bytes().await.map_err(|e| {
+                Self::retryable(
+                    mailbox,
+                    Some(status),
+                    format!("reading the answer failed: {e}"),
+                    None,
+                )
+            })?;
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                match serde_json::from_slice(&bytes) {
+                    Ok(v) => v,
+                    Err(e) if (200..300).contains(&status) => {
+                        return Err(Self::retryable(
+                            mailbox,
+                            Some(status),
+                            format!("the answer is not JSON: {e}"),
+                            None,
+                        ))
+                    }
+                    Err(_) => Value::Null,
+                }
+            };
+            if status == 401 && !renewed {
+                renewed = true;
+                self.inner.tokens.invalidate().await;
+                continue;
+            }
+            return Ok(Answer {
+                status,
+                retry_after,
+                body,
+            });
+        }
+    }
+
+    /// One request to a mailbox, inside its gate, retried on 429/5xx/transport.
+    async fn call(
+        &self,
+        mailbox: &str,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, GraphError> {
+        let gate = self.gate(mailbox);
+        let opts = &self.inner.opts;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let permit = gate.enter(1, opts.max_retry_after).await.map_err(|left| {
+                Self::retryable(
+                    mailbox,
+                    Some(429),
+                    "mailbox is throttled".into(),
+                    Some(left),
+                )
+            })?;
+            let r = self.send(mailbox, method.clone(), url, body).await;
+            drop(permit);
+            let err = match r {
+                Ok(a) if (200..300).contains(&a.status) => return Ok(a.body),
+                Ok(a) if a.status == 429 || a.status >= 500 => {
+                    let (code, message) = error_parts(&a.body);
+                    if let Some(ra) = a.retry_after {
+                        gate.hold(ra);
+                    } else if a.status == 429 {
+                        gate.hold(self.backoff(attempt));
+                    }
+                    Self::retryable(
+                        mailbox,
+                        Some(a.status),
+                        format!("HTTP {} {code} {message}", a.status),
+                        a.retry_after,
+                    )
+                }
+                Ok(a) => return Err(self.client_error(mailbox, a.status, &a.body)),
+                Err(e) if e.is_retryable() => e,
+                Err(e) => return Err(e),
+            };
+            if attempt >= opts.max_attempts {
+                return Err(err);
+            }
+            if err.retry_after().is_none() {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+        }
+    }
+
+    /// A 4xx other than 429, classified.
+    fn client_error(&self, mailbox: &str, status: u16, body: &Value) -> GraphError {
+        let (code, message) = error_parts(body);
+        if status == 404 && mailbox_level_404(&code) {
+            return GraphError::MailboxUnavailable {
+                mailbox: mailbox.to_string(),
+                code,
+                message,
+            };
+        }
+        GraphError::Rejected {
+            mailbox: mailbox.to_string(),
+            status,
+            code,
+            message,
+        }
+    }
+
+    fn user_url(&self, mailbox: &str) -> String {
+        format!("{}/users/{}", self.inner.base, path_segment(mailbox))
+    }
+
+    /// The id of the edusync calendar in `mailbox`, created when missing.
+    #[tracing::instrument(skip_all, fields(mailbox = %mailbox))]
+    pub async fn ensure_calendar(&self, mailbox: &str) -> Result<String, GraphError> {
+        let cache_key = mailbox.to_lowercase();
+        if let Some(id) = lock(&self.inner.calendars).get(&cache_key) {
+            return Ok(id.clone());
+        }
+        let name = &self.inner.settings.calendar;
+        let find_url = format!(
+            "{}/calendars?$filter={}&$select=id,name",
+            self.user_url(mailbox),
+            query_value(&format!("name eq {}", odata_string(name)))
+        );
+        let mut created_once = false;
+        loop {
+            let v = self.call(mailbox, Method::GET, &find_url, None).await?;
+            let found = v["value"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|c| {
+                        c["name"]
+                            .as_str()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    })
+                    .and_then(|c| c["id"].as_str().map(String::from))
+            });
+            if let Some(id) = found {
+                lock(&self.inner.calendars).insert(cache_key, id.clone());
+                return Ok(id);
+            }
+            if created_once {
+                return Err(GraphError::Protocol {
+                    mailbox: mailbox.to_string(),
+                    message: format!("calendar '{name}' exists (409) but cannot be found by name"),
+                });
+            }
+            let url = format!("{}/calendars", self.user_url(mailbox));
+            match self
+                .call(mailbox, Method::POST, &url, Some(&json!({ "name": name })))
+                .await
+            {
+                Ok(v) => {
+                    let id =
+                        v["id"]
+                            .as_str()
+                            .map(String::from)
+                            .ok_or_else(|| GraphError::Protocol {
+                                mailbox: mailbox.to_string(),
+                                message: "created calendar has no id".into(),
+                            })?;
+                    tracing::info!(mailbox, calendar = %name, "graph: calendar created");
+                    lock(&self.inner.calendars).insert(cache_key, id.clone());
+                    return Ok(id);
+                }
+                // Created meanwhile (by another run): look again.
+                Err(GraphError::Rejected { status: 409, .. }) => created_once = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Forgets the calendar id found for `mailbox` (after [`GraphError::CalendarNotFound`]).
+    pub fn forget_calendar(&self, mailbox: &str) {
+        lock(&self.inner.calendars).remove(&mailbox.to_lowercase());
+    }
+
+    fn inner_request(&self, mailbox: &str, calendar_id: &str, id: usize, op: &GraphOp) -> Value {
+        let user = format!("/users/{}", path_segment(mailbox));
+        match op {
+            GraphOp::Create {
+                key,
+                generation,
+                event,
+            } => {
+                let tx = mapping::transaction_id(key, *generation);
+                json!({
+                    "id": id.to_string(), "method": "POST",
+                    "url": format!("{user}/calendars/{}/events", path_segment(calendar_id)),
+                    "headers": { "Content-Type": "application/json" },
+                    "body": mapping::event_body(key, event, Some(&tx)),
+                })
+            }
+            GraphOp::Update {
+                key,
+                remote_id,
+                event,
+            } => json!({
+                "id": id.to_string(), "method": "PATCH",
+                "url": format!("{user}/events/{}", path_segment(remote_id)),
+                "headers": { "Content-Type": "application/json" },
+                "body": mapping::event_body(key, event, None),
+            }),
+            GraphOp::Delete { remote_id, .. } => json!({
+                "id": id.to_string(), "method": "DELETE",
+                "url": format!("{user}/events/{}", path_segment(remote_id)),
+            }),
+        }
+    }
+
+    /// Applies `ops` to the calendar `calendar_id` of `mailbox`: `$batch`es of
+    /// at most 20, at most 4 requests in flight for the mailbox, `Retry-After`
+    /// honoured, 5xx and connection failures retried with backoff. Answers one
+    /// result per op, in order. Replaying any op is harmless.
+    #[tracing::instrument(skip_all, fields(mailbox = %mailbox, ops = ops.len()))]
+    pub async fn apply(
+        &self,
+        mailbox: &str,
+        calendar_id: &str,
+        ops: Vec<GraphOp>,
+    ) -> Vec<GraphOpResult> {
+        let n = ops.len();
+        let opts = &self.inner.opts;
+        let gate = self.gate(mailbox);
+        let batch_url = format!("{}/$batch", self.inner.base);
+        let mut results: Vec<Slot> = vec![None; n];
+        let mut attempts = vec![0u32; n];
+        let mut pending: Vec<usize> = (0..n).collect();
+        let mut round = 0u32;
+        let mut dead: Option<GraphError> = None;
+
+        while !pending.is_empty() {
+            round += 1;
+            let mut again = Vec::new();
+            let mut transient = false;
+            let chunks: Vec<Vec<usize>> = pending
+                .chunks(opts.max_batch.clamp(1, 20))
+                .map(<[usize]>::to_vec)
+                .collect();
+            for (ci, chunk) in chunks.iter().enumerate() {
+                if let Some(e) = &dead {
+                    for &i in chunk {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                    continue;
+                }
+                let permit = match gate.enter(chunk.len(), opts.max_retry_after).await {
+                    Ok(p) => p,
+                    Err(left) => {
+                        let e = Self::retryable(
+                            mailbox,
+                            Some(429),
+                            "mailbox is throttled".into(),
+                            Some(left),
+                        );
+                        for rest in &chunks[ci..] {
+                            for &i in rest {
+                                results[i] = Some(Err(e.clone()));
+                            }
+                        }
+                        break;
+                    }
+                };
+                let requests: Vec<Value> = chunk
+                    .iter()
+                    .map(|&i| self.inner_request(mailbox, calendar_id, i, &ops[i]))
+                    .collect();
+                for &i in chunk {
+                    attempts[i] += 1;
+                }
+                let answer = self
+                    .send(
+                        mailbox,
+                        Method::POST,
+                        &batch_url,
+                        Some(&json!({ "requests": requests })),
+                    )
+                    .await;
+                drop(permit);
+
+                let a = match answer {
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(error = %e, "graph: batch failed, will retry");
+                        transient = true;
+                        for &i in chunk {
+                            retry_or_fail(
+                                &mut results,
+                                &attempts,
+                                opts.max_attempts,
+                                i,
+                                e.clone(),
+                                &mut again,
+                            );
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        for &i in chunk {
+                            results[i] = Some(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                    Ok(a) => a,
+                };
+                if a.status == 429 || a.status >= 500 {
+                    if let Some(ra) = a.retry_after {
+                        gate.hold(ra);
+                    } else {
+                        transient = true;
+                    }
+                    let e = Self::retryable(
+                        mailbox,
+                        Some(a.status),
+                        format!("$batch answered HTTP {}", a.status),
+                        a.retry_after,
+                    );
+                    for &i in chunk {
+                        retry_or_fail(
+                            &mut results,
+                            &attempts,
+                            opts.max_attempts,
+                            i,
+                            e.clone(),
+                            &mut again,
+                        );
+                    }
+                    continue;
+                }
+                if a.status != 200 {
+                    let e = self.client_error(mailbox, a.status, &a.body);
+                    for &i in chunk {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                    continue;
+                }
+                let responses: HashMap<usize, &Value> = a.body["responses"]
+                    .as_array()
+                    .map(|rs| {
+                        rs.iter()
+                            .filter_map(|r| Some((r["id"].as_str()?.parse::<usize>().ok()?, r)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for &i in chunk {
+                    let Some(r) = responses.get(&i) else {
+                        transient = true;
+                        let e = Self::retryable(
+                            mailbox,
+                            None,
+                            "$batch answer lacks a response".into(),
+                            None,
+                        );
+                        retry_or_fail(&mut results, &attempts, opts.max_attempts, i, e, &mut again);
+                        continue;
+                    };
+                    let status = r["status"].as_u64().unwrap_or(0) as u16;
+                    let body = r.get("body").cloned().unwrap_or(Value::Null);
+                    match self.interpret(mailbox, calendar_id, &ops[i], status, &body) {
+                        Interpreted::Done(res) => results[i] = Some(res),
+                        Interpreted::MailboxDead(e) => {
+                            results[i] = Some(Err(e.clone()));
+                            dead = Some(e);
+                        }
+                        Interpreted::Retry(ra, e) => {
+                            match ra.or_else(|| inner_retry_after(&r["headers"])) {
+                                Some(ra) => gate.hold(ra),
+                                None if status == 429 => gate.hold(self.backoff(attempts[i])),
+                                None => transient = true,
+                            }
+                            retry_or_fail(
+                                &mut results,
+                                &attempts,
+                                opts.max_attempts,
+                                i,
+                                e,
+                                &mut again,
+                            );
+                        }
+                        Interpreted::Reauth(e) => {
+                            self.inner.tokens.invalidate().await;
+                            retry_or_fail(
+                                &mut results,
+                                &attempts,
+                                opts.max_attempts,
+                                i,
+                                e,
+                                &mut again,
+                            );
+                        }
+                    }
+                }
+            }
+            if let Some(e) = &dead {
+                for i in again.drain(..) {
+                    results[i] = Some(Err(e.clone()));
+                }
+            }
+            if transient && !again.is_empty() {
+                tokio::time::sleep(self.backoff(round)).await;
+            }
+            pending = again;
+        }
+
+        ops.iter()
+            .zip(results)
+            .map(|(op, r)| GraphOpResult {
+                key: op.key().to_string(),
+                outcome: r.unwrap_or_else(|| {
+                    Err(GraphError::Protocol {
+                        mailbox: mailbox.to_string(),
+                        message: "op left without an answer".into(),
+                    })
+                }),
+            })
+            .collect()
+    }
+
+    fn interpret(
+        &self,
+        mailbox: &str,
+        calendar_id: &str,
+        op: &GraphOp,
+        status: u16,
+        body: &Value,
+    ) -> Interpreted {
+        let change_key = || body["changeKey"].as_str().map(String::from);
+        let id = || body["id"].as_str().map(String::from);
+        if (200..300).contains(&status) {
+            return Interpreted::Done(match op {
+                GraphOp::Delete { .. } => Ok(GraphApplied::Deleted),
+                GraphOp::Create { .. } => match id() {
+                    Some(id) => Ok(GraphApplied::Created {
+                        id,
+                        change_key: change_key(),
+                    }),
+                    None => Err(GraphError::Protocol {
+                        mailbox: mailbox.to_string(),
+                        message: "created event has no id".into(),
+                    }),
+                },
+                GraphOp::Update { remote_id, .. } => Ok(GraphApplied::Updated {
+                    id: id().unwrap_or_else(|| remote_id.clone()),
+                    change_key: change_key(),
+                }),
+            });
+        }
+        let (code, message) = error_parts(body);
+        if status == 429 || status >= 500 || status == 0 {
+            let e = Self::retryable(
+                mailbox,
+                Some(status),
+                format!("HTTP {status} {code} {message}"),
+                None,
+            );
+            return Interpreted::Retry(None, e);
+        }
+        if status == 401 {
+            let e = Self::retryable(
+                mailbox,
+                Some(401),
+                format!("token refused: {code} {message}"),
+                None,
+            );
+            return Interpreted::Reauth(e);
+        }
+        if status == 404 {
+            if mailbox_level_404(&code) {
+                return Interpreted::MailboxDead(GraphError::MailboxUnavailable {
+                    mailbox: mailbox.to_string(),
+                    code,
+                    message,
+                });
+            }
+            return Interpreted::Done(match op {
+                GraphOp::Delete { .. } => Ok(GraphApplied::Deleted),
+                GraphOp::Update { remote_id, .. } => Err(GraphError::NotFound {
+                    mailbox: mailbox.to_string(),
+                    id: remote_id.clone(),
+                }),
+                GraphOp::Create { .. } => {
+                    self.forget_calendar(mailbox);
+                    Err(GraphError::CalendarNotFound {
+                        mailbox: mailbox.to_string(),
+                        calendar_id: calendar_id.to_string(),
+                    })
+                }
+            });
+        }
+        Interpreted::Done(Err(GraphError::Rejected {
+            mailbox: mailbox.to_string(),
+            status,
+            code,
+            message,
+        }))
+    }
+
+    async fn list_pages(
+        &self,
+        mailbox: &str,
+        calendar_id: &str,
+        first_url: String,
+    ) -> Result<Vec<RemoteEvent>, GraphError> {
+        let mut out = Vec::new();
+        let mut url = first_url;
+        loop {
+            let v = match self.call(mailbox, Method::GET, &url, None).await {
+                Ok(v) => v,
+                Err(GraphError::Rejected { status: 404, .. }) => {
+                    self.forget_calendar(mailbox);
+                    return Err(GraphError::CalendarNotFound {
+                        mailbox: mailbox.to_string(),
+                        calendar_id: calendar_id.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(items) = v["value"].as_array() {
+                out.extend(items.iter().filter_map(mapping::remote_event));
+            }
+            match v["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_string(),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    fn marker_expand() -> String {
+        query_value(&format!(
+            "singleValueExtendedProperties($filter=id eq {})",
+            odata_string(MARKER_PROPERTY_ID)
+        ))
+    }
+
+    /// The edusync events (those carrying the marker) of the calendar that
+    /// overlap `window`, all pages. The caller picks its profile by the
+    /// `key` prefix `<profile>/`.
+    #[tracing::instrument(skip_all, fields(mailbox = %mailbox))]
+    pub async fn list_marked(
+        &self,
+        mailbox: &str,
+        calendar_id: &str,
+        window: Range<Timestamp>,
+    ) -> Result<Vec<RemoteEvent>, GraphError> {
+        let fmt = |t: Timestamp| query_value(&t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let url = format!(
+            "{}/calendars/{}/calendarView?startDateTime={}&endDateTime={}&$top={}&$select=id,subject,start,end,changeKey&$expand={}",
+            self.user_url(mailbox),
+            path_segment(calendar_id),
+            fmt(window.start),
+            fmt(window.end),
+            self.inner.opts.page_size,
+            Self::marker_expand(),
+        );
+        self.list_pages(mailbox, calendar_id, url).await
+    }
+
+    /// Every edusync event of the calendar, whatever its date (for cleardown),
+    /// found with the marker `$filter`.
+    #[tracing::instrument(skip_all, fields(mailbox = %mailbox))]
+    pub async fn list_marked_all(
+        &self,
+        mailbox: &str,
+        calendar_id: &str,
+    ) -> Result<Vec<RemoteEvent>, GraphError> {
+        let filter = query_value(&format!(
+            "singleValueExtendedProperties/Any(ep: ep/id eq {})",
+            odata_string(MARKER_PROPERTY_ID)
+        ));
+        let url = format!(
+            "{}/calendars/{}/events?$filter={filter}&$top={}&$select=id,subject,start,end,changeKey&$expand={}",
+            self.user_url(mailbox),
+            path_segment(calendar_id),
+            self.inner.opts.page_size,
+            Self::marker_expand(),
+        );
+        self.list_pages(mailbox, calendar_id, url).await
+    }
+}
+
+type Slot = Option<Result<GraphApplied, GraphError>>;
+
+/// Schedules op `i` for another round, or gives it `e` when out of attempts.
+fn retry_or_fail(
+    results: &mut [Slot],
+    attempts: &[u32],
+    max: u32,
+    i: usize,
+    e: GraphError,
+    again: &mut Vec<usize>,
+) {
+    if attempts[i] >= max {
+        results[i] = Some(Err(e));
+    } else {
+        again.push(i);
+    }
+}
+
+enum Interpreted {
+    Done(Result<GraphApplied, GraphError>),
+    MailboxDead(GraphError),
+    Retry(Option<Duration>, GraphError),
+    Reauth(GraphError),
+}
