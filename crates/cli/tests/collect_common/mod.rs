@@ -10,7 +10,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_edusync");
+/// The `edusync` binary under test (benches/examples: next to their own executable, or `$EDUSYNC_BIN`).
+pub fn bin() -> PathBuf {
+    if let Some(b) = option_env!("CARGO_BIN_EXE_edusync") {
+        return PathBuf::from(b);
+    }
+    if let Ok(b) = std::env::var("EDUSYNC_BIN") {
+        return PathBuf::from(b);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/examples/<name> -> target/<profile>/edusync
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("edusync"))
+        .expect("edusync binary")
+}
 
 pub const CONSOLE_TOKEN: &str = "test-console-token";
 
@@ -76,7 +90,7 @@ impl HubProc {
     pub fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log()).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
@@ -118,7 +132,7 @@ impl HubProc {
 
     /// `edusync site add`: returns the token printed on stdout.
     pub fn site_add(&self, site: &str) -> String {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["site", "add", "--config"])
             .arg(&self.config)
             .arg(site)
@@ -237,7 +251,7 @@ impl AgentProc {
         self.starts += 1;
         let log = std::fs::File::create(self.log()).unwrap();
         self.child = Some(
-            Command::new(BIN)
+            Command::new(bin())
                 .args(["agent", "--config"])
                 .arg(&self.config)
                 .env("EDUSYNC_SITE_TOKEN", &self.token)
