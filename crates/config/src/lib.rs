@@ -271,7 +271,11 @@ impl Config {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
-        let cx = Cx { path, text, dir: &dir };
+        let cx = Cx {
+            path,
+            text,
+            dir: &dir,
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| cx.line_of(s.start)).unwrap_or(1);
             ConfigError::Invalid {
@@ -292,7 +296,10 @@ impl Config {
         let mut out = String::new();
         out.push_str(&format!("state = {:?}\n", self.state.redacted()));
         out.push_str(&format!("[server]\nlisten = {:?}\n", self.server.listen));
-        out.push_str(&format!("[hub]\nroot = {:?}\n", self.hub.root.display().to_string()));
+        out.push_str(&format!(
+            "[hub]\nroot = {:?}\n",
+            self.hub.root.display().to_string()
+        ));
         for p in &self.profiles {
             out.push_str(&format!(
                 "\n[[profiles]]\nname = {:?}\ntimezone = {:?}\nschedule = \"{}s\"\nmax_event_hours = {}\n",
@@ -551,7 +558,10 @@ impl Cx<'_> {
                 };
                 let mut server_days = Vec::new();
                 for d in h.server_days.unwrap_or_else(|| {
-                    vec![Spanned::new(0..0, "2FRI".into()), Spanned::new(0..0, "4FRI".into())]
+                    vec![
+                        Spanned::new(0..0, "2FRI".into()),
+                        Spanned::new(0..0, "4FRI".into()),
+                    ]
                 }) {
                     if !is_valid_server_day(d.get_ref()) {
                         return Err(self.err_at(
@@ -738,19 +748,20 @@ impl Cx<'_> {
                 }
             }
         };
-        let cancelled = match raw.cancelled {
-            None => CancelledMode::Remove,
-            Some(c) => match c.get_ref().as_str() {
-                "remove" => CancelledMode::Remove,
-                "mark" => CancelledMode::Mark,
-                other => {
-                    return Err(self.err_at(
+        let cancelled =
+            match raw.cancelled {
+                None => CancelledMode::Remove,
+                Some(c) => match c.get_ref().as_str() {
+                    "remove" => CancelledMode::Remove,
+                    "mark" => CancelledMode::Mark,
+                    other => return Err(self.err_at(
                         c.span(),
-                        format!("profile {name:?}: cancelled = {other:?}; use \"remove\" or \"mark\""),
-                    ))
-                }
-            },
-        };
+                        format!(
+                            "profile {name:?}: cancelled = {other:?}; use \"remove\" or \"mark\""
+                        ),
+                    )),
+                },
+            };
         let drift = match raw.drift {
             None => DriftMode::Restore,
             Some(c) => match c.get_ref().as_str() {
@@ -937,16 +948,18 @@ impl Cx<'_> {
                 ))
             }
         };
-        let name = match t.name {
-            None => kind_v.kind_name().to_string(),
-            Some(n) if is_valid_name(n.get_ref()) => n.into_inner(),
-            Some(n) => {
-                return Err(self.err_at(
+        let name =
+            match t.name {
+                None => kind_v.kind_name().to_string(),
+                Some(n) if is_valid_name(n.get_ref()) => n.into_inner(),
+                Some(n) => return Err(self.err_at(
                     n.span(),
-                    format!("profile {profile:?}: {at}.name = {:?}: use letters, digits, '-' or '_'", n.get_ref()),
-                ))
-            }
-        };
+                    format!(
+                        "profile {profile:?}: {at}.name = {:?}: use letters, digits, '-' or '_'",
+                        n.get_ref()
+                    ),
+                )),
+            };
         Ok(TargetConfig { name, kind: kind_v })
     }
 }

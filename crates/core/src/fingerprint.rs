@@ -89,7 +89,11 @@ pub fn person(tt: &Timetable, p: u32) -> u64 {
 }
 
 /// The entry fingerprint stored in the ledger.
-pub fn entry(event_fp: u64, person_fp: u64, direct: Option<(&Option<String>, &Option<String>)>) -> u64 {
+pub fn entry(
+    event_fp: u64,
+    person_fp: u64,
+    direct: Option<(&Option<String>, &Option<String>)>,
+) -> u64 {
     let mut buf = [0u8; 24];
     buf[..8].copy_from_slice(&event_fp.to_le_bytes());
     buf[8..16].copy_from_slice(&person_fp.to_le_bytes());

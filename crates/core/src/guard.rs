@@ -25,7 +25,11 @@ pub struct GuardInput {
 
 pub fn assess(i: GuardInput) -> Verdict {
     if i.synced > 0 && (i.source_events == 0 || i.source_people == 0) {
-        let what = if i.source_events == 0 { "events" } else { "people" };
+        let what = if i.source_events == 0 {
+            "events"
+        } else {
+            "people"
+        };
         return Verdict::Hold {
             reason: format!(
                 "the source has no usable {what} but {} events were synced before; this looks like a failed refresh of the source views",
@@ -69,12 +73,26 @@ mod tests {
 
     #[test]
     fn table() {
-        assert_eq!(assess(input(0, 0, 0)), Verdict::Apply, "first run, empty source");
-        assert_eq!(assess(input(10, 100, 90)), Verdict::Apply, "exactly at the limit");
+        assert_eq!(
+            assess(input(0, 0, 0)),
+            Verdict::Apply,
+            "first run, empty source"
+        );
+        assert_eq!(
+            assess(input(10, 100, 90)),
+            Verdict::Apply,
+            "exactly at the limit"
+        );
         assert!(matches!(assess(input(11, 100, 89)), Verdict::Hold { .. }));
-        assert!(matches!(assess(input(0, 100, 0)), Verdict::Hold { .. }), "empty source");
+        assert!(
+            matches!(assess(input(0, 100, 0)), Verdict::Hold { .. }),
+            "empty source"
+        );
         assert!(matches!(assess(input(100, 100, 0)), Verdict::Hold { .. }));
-        let zero = GuardInput { max_delete_percent: 0.0, ..input(1, 1000, 999) };
+        let zero = GuardInput {
+            max_delete_percent: 0.0,
+            ..input(1, 1000, 999)
+        };
         assert!(matches!(assess(zero), Verdict::Hold { .. }));
     }
 }

@@ -97,7 +97,14 @@ pub fn write_event(out: &mut String, ev: &RenderedEvent, rev: Revision) {
         EventStatus::Cancelled => "CANCELLED",
     };
     line(out, &format!("STATUS:{status}"));
-    line(out, if ev.busy { "TRANSP:OPAQUE" } else { "TRANSP:TRANSPARENT" });
+    line(
+        out,
+        if ev.busy {
+            "TRANSP:OPAQUE"
+        } else {
+            "TRANSP:TRANSPARENT"
+        },
+    );
     line(out, "CLASS:PUBLIC");
     line(out, &format!("{MARKER_PROP}:{}", escape(&ev.marker)));
     line(out, &format!("{PERSON_PROP}:{}", escape(&ev.person_id)));

@@ -102,7 +102,14 @@ pub const VIEWS: [&str; 8] = [
 pub fn columns(view: &str) -> &'static [&'static str] {
     match view {
         "people" => &["person_id", "kind", "email", "display_name"],
-        "locations" => &["location_id", "name", "building", "campus", "latitude", "longitude"],
+        "locations" => &[
+            "location_id",
+            "name",
+            "building",
+            "campus",
+            "latitude",
+            "longitude",
+        ],
         "groups" => &["group_id", "name", "kind"],
         "group_members" => &["group_id", "person_id"],
         "events" => &[

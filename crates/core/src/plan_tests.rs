@@ -75,7 +75,10 @@ fn desired(tt: &Timetable) -> Ledger {
     att.iter()
         .map(|(p, e)| {
             (
-                (tt.people[p as usize].id.clone(), tt.events[e as usize].id.clone()),
+                (
+                    tt.people[p as usize].id.clone(),
+                    tt.events[e as usize].id.clone(),
+                ),
                 (fps.entry(tt, p, e), tt.events[e as usize].start.as_second()),
             )
         })
@@ -86,10 +89,15 @@ fn apply(tt: &Timetable, plan: &Plan, ledger: &Ledger) -> Ledger {
     let want = desired(tt);
     let mut out = ledger.clone();
     for d in &plan.deletes {
-        assert!(out.remove(&(d.person_id.clone(), d.event_id.clone())).is_some());
+        assert!(out
+            .remove(&(d.person_id.clone(), d.event_id.clone()))
+            .is_some());
     }
     for e in plan.creates.iter().chain(&plan.updates) {
-        let k = (tt.people[e.person as usize].id.clone(), tt.events[e.event as usize].id.clone());
+        let k = (
+            tt.people[e.person as usize].id.clone(),
+            tt.events[e.event as usize].id.clone(),
+        );
         out.insert(k.clone(), want[&k]);
     }
     out
@@ -97,12 +105,16 @@ fn apply(tt: &Timetable, plan: &Plan, ledger: &Ledger) -> Ledger {
 
 const DAY: i64 = 86_400;
 
-fn arb_world() -> impl Strategy<Value = (usize, Vec<(i64, Vec<usize>)>, Vec<(usize, usize, bool)>)> {
+fn arb_world() -> impl Strategy<Value = (usize, Vec<(i64, Vec<usize>)>, Vec<(usize, usize, bool)>)>
+{
     (1usize..8).prop_flat_map(|people| {
         (
             Just(people),
-            proptest::collection::vec((0i64..20, proptest::collection::vec(0usize..8, 0..5)), 0..12)
-                .prop_map(|v| v.into_iter().map(|(d, w)| (d * DAY, w)).collect()),
+            proptest::collection::vec(
+                (0i64..20, proptest::collection::vec(0usize..8, 0..5)),
+                0..12,
+            )
+            .prop_map(|v| v.into_iter().map(|(d, w)| (d * DAY, w)).collect()),
             proptest::collection::vec((0usize..8, 0usize..14, any::<bool>()), 0..30),
         )
     })
@@ -160,16 +172,41 @@ fn quarantined_rows_and_pilot_are_left_alone() {
     ledger.insert(("P0".into(), "GONE1".into()), (1, 0));
     ledger.insert(("P1".into(), "GONE2".into()), (1, 0));
     let plan = run(&tt2, &ledger, Window::all());
-    assert_eq!(plan.deletes, vec![Delete { person_id: "P1".into(), event_id: "GONE2".into() }]);
+    assert_eq!(
+        plan.deletes,
+        vec![Delete {
+            person_id: "P1".into(),
+            event_id: "GONE2".into()
+        }]
+    );
     assert_eq!(plan.left_alone, 1);
 
     let att = Attendance::expand(&tt, |_| true);
     let fps = Fingerprints::compute(&tt, 7);
     let pilot: HashSet<String> = ["P1".to_string()].into();
-    let d = Desired { tt: &tt, attendance: &att, fingerprints: &fps, window: Window::all(), pilot: Some(&pilot) };
-    let plan = plan_from_rows(&d, [LedgerRow { person_id: "P0", event_id: "OLD", fingerprint: 1, starts_at: 0, gone: false }]).unwrap();
+    let d = Desired {
+        tt: &tt,
+        attendance: &att,
+        fingerprints: &fps,
+        window: Window::all(),
+        pilot: Some(&pilot),
+    };
+    let plan = plan_from_rows(
+        &d,
+        [LedgerRow {
+            person_id: "P0",
+            event_id: "OLD",
+            fingerprint: 1,
+            starts_at: 0,
+            gone: false,
+        }],
+    )
+    .unwrap();
     assert_eq!(plan.creates.len(), 1, "only the pilot person gets events");
-    assert!(plan.deletes.is_empty(), "people outside the pilot are left alone");
+    assert!(
+        plan.deletes.is_empty(),
+        "people outside the pilot are left alone"
+    );
 }
 
 #[test]
@@ -177,10 +214,28 @@ fn out_of_order_ledger_is_refused() {
     let tt = build(1, &[]);
     let att = Attendance::expand(&tt, |_| true);
     let fps = Fingerprints::compute(&tt, 7);
-    let d = Desired { tt: &tt, attendance: &att, fingerprints: &fps, window: Window::all(), pilot: None };
+    let d = Desired {
+        tt: &tt,
+        attendance: &att,
+        fingerprints: &fps,
+        window: Window::all(),
+        pilot: None,
+    };
     let rows = [
-        LedgerRow { person_id: "P2", event_id: "E1", fingerprint: 1, starts_at: 0, gone: false },
-        LedgerRow { person_id: "P1", event_id: "E1", fingerprint: 1, starts_at: 0, gone: false },
+        LedgerRow {
+            person_id: "P2",
+            event_id: "E1",
+            fingerprint: 1,
+            starts_at: 0,
+            gone: false,
+        },
+        LedgerRow {
+            person_id: "P1",
+            event_id: "E1",
+            fingerprint: 1,
+            starts_at: 0,
+            gone: false,
+        },
     ];
     assert!(plan_from_rows(&d, rows).is_err());
 }

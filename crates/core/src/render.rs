@@ -105,7 +105,9 @@ pub struct Renderer {
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renderer").field("settings", &self.settings).finish()
+        f.debug_struct("Renderer")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -136,12 +138,20 @@ impl Renderer {
             salt_src.push('\u{1}');
         }
         salt_src.push_str(&settings.categories.join("\u{2}"));
-        salt_src.push_str(if settings.keep_cancelled { "keep" } else { "drop" });
+        salt_src.push_str(if settings.keep_cancelled {
+            "keep"
+        } else {
+            "drop"
+        });
         // Bump the version below when the built-in rendering changes, so every
         // event is refreshed once.
         salt_src.push_str("render-v1");
         let salt = xxh3_64(salt_src.as_bytes());
-        Ok(Renderer { settings, env, salt })
+        Ok(Renderer {
+            settings,
+            env,
+            salt,
+        })
     }
 
     /// Folded into every event fingerprint.
@@ -260,7 +270,10 @@ impl Renderer {
             event_id: cx.id.to_string(),
             detail,
         };
-        let t = self.env.get_template(which).map_err(|e| err(e.to_string()))?;
+        let t = self
+            .env
+            .get_template(which)
+            .map_err(|e| err(e.to_string()))?;
         t.render(cx).map_err(|e| err(e.to_string()))
     }
 }

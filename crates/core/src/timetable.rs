@@ -125,7 +125,11 @@ impl Event {
     pub fn hosts(&self) -> impl Iterator<Item = u32> + '_ {
         self.people
             .iter()
-            .filter(|a| a.role.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("host")))
+            .filter(|a| {
+                a.role
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case("host"))
+            })
             .map(|a| a.person)
     }
 }
@@ -210,7 +214,9 @@ fn is_usable_email(e: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains('@')
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\\')
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\\')
 }
 
 /// Keeps rows whose id is unique; rows sharing an id are all set aside.
@@ -401,14 +407,22 @@ impl Builder<'_> {
             let (g, p) = (clean(m.group_id), clean(m.person_id));
             let row = link_row(n, "group_id", &g, "person_id", &p);
             let (Some(g), Some(p)) = (g, p) else {
-                self.reject("group_members", row, "group_id or person_id is missing".into());
+                self.reject(
+                    "group_members",
+                    row,
+                    "group_id or person_id is missing".into(),
+                );
                 continue;
             };
             let gi = match group_idx.get(&g) {
                 Some(&gi) => gi,
                 None => {
                     if !groups_seen.contains(&g) {
-                        self.reject("group_members", row, format!("group {g} does not exist in {}", self.view("groups")));
+                        self.reject(
+                            "group_members",
+                            row,
+                            format!("group {g} does not exist in {}", self.view("groups")),
+                        );
                     }
                     continue;
                 }
@@ -417,7 +431,11 @@ impl Builder<'_> {
                 Some(&pi) => groups[gi as usize].members.push(pi),
                 None => {
                     if !people_seen.contains(&p) {
-                        self.reject("group_members", row, format!("person {p} does not exist in {}", self.view("people")));
+                        self.reject(
+                            "group_members",
+                            row,
+                            format!("person {p} does not exist in {}", self.view("people")),
+                        );
                     }
                 }
             }
@@ -464,12 +482,20 @@ impl Builder<'_> {
             let (e, g) = (clean(l.event_id), clean(l.group_id));
             let row = link_row(n, "event_id", &e, "group_id", &g);
             let (Some(e), Some(g)) = (e, g) else {
-                self.reject("event_groups", row, "event_id or group_id is missing".into());
+                self.reject(
+                    "event_groups",
+                    row,
+                    "event_id or group_id is missing".into(),
+                );
                 continue;
             };
             let Some(&ei) = event_idx.get(e.as_str()) else {
                 if !events_seen.contains(&e) {
-                    self.reject("event_groups", row, format!("event {e} does not exist in {}", self.view("events")));
+                    self.reject(
+                        "event_groups",
+                        row,
+                        format!("event {e} does not exist in {}", self.view("events")),
+                    );
                 }
                 continue;
             };
@@ -477,7 +503,11 @@ impl Builder<'_> {
                 Some(&gi) => ev_groups[ei as usize].push(gi),
                 None => {
                     if !groups_seen.contains(&g) {
-                        self.reject("event_groups", row, format!("group {g} does not exist in {}", self.view("groups")));
+                        self.reject(
+                            "event_groups",
+                            row,
+                            format!("group {g} does not exist in {}", self.view("groups")),
+                        );
                     }
                 }
             }
@@ -487,12 +517,20 @@ impl Builder<'_> {
             let (e, p) = (clean(l.event_id), clean(l.person_id));
             let row = link_row(n, "event_id", &e, "person_id", &p);
             let (Some(e), Some(p)) = (e, p) else {
-                self.reject("event_people", row, "event_id or person_id is missing".into());
+                self.reject(
+                    "event_people",
+                    row,
+                    "event_id or person_id is missing".into(),
+                );
                 continue;
             };
             let Some(&ei) = event_idx.get(e.as_str()) else {
                 if !events_seen.contains(&e) {
-                    self.reject("event_people", row, format!("event {e} does not exist in {}", self.view("events")));
+                    self.reject(
+                        "event_people",
+                        row,
+                        format!("event {e} does not exist in {}", self.view("events")),
+                    );
                 }
                 continue;
             };
@@ -504,7 +542,11 @@ impl Builder<'_> {
                 }),
                 None => {
                     if !people_seen.contains(&p) {
-                        self.reject("event_people", row, format!("person {p} does not exist in {}", self.view("people")));
+                        self.reject(
+                            "event_people",
+                            row,
+                            format!("person {p} does not exist in {}", self.view("people")),
+                        );
                     }
                 }
             }
@@ -514,12 +556,20 @@ impl Builder<'_> {
             let (e, loc) = (clean(l.event_id), clean(l.location_id));
             let row = link_row(n, "event_id", &e, "location_id", &loc);
             let (Some(e), Some(loc)) = (e, loc) else {
-                self.reject("event_locations", row, "event_id or location_id is missing".into());
+                self.reject(
+                    "event_locations",
+                    row,
+                    "event_id or location_id is missing".into(),
+                );
                 continue;
             };
             let Some(&ei) = event_idx.get(e.as_str()) else {
                 if !events_seen.contains(&e) {
-                    self.reject("event_locations", row, format!("event {e} does not exist in {}", self.view("events")));
+                    self.reject(
+                        "event_locations",
+                        row,
+                        format!("event {e} does not exist in {}", self.view("events")),
+                    );
                 }
                 continue;
             };
@@ -527,7 +577,14 @@ impl Builder<'_> {
                 Some(&li) => ev_locs[ei as usize].push(li),
                 None => {
                     if !locations_seen.contains(&loc) {
-                        self.reject("event_locations", row, format!("location {loc} does not exist in {}", self.view("locations")));
+                        self.reject(
+                            "event_locations",
+                            row,
+                            format!(
+                                "location {loc} does not exist in {}",
+                                self.view("locations")
+                            ),
+                        );
                     }
                 }
             }
@@ -584,11 +641,7 @@ impl Builder<'_> {
             None => (None, self.rules.timezone.clone()),
             Some(name) => match TimeZone::get(&name) {
                 Ok(tz) => (Some(name), tz),
-                Err(_) => {
-                    return Err(format!(
-                        "timezone {name:?} is not a known IANA time zone"
-                    ))
-                }
+                Err(_) => return Err(format!("timezone {name:?} is not a known IANA time zone")),
             },
         };
         let start = parse_time(clean(e.starts_at).as_deref(), &tz, "starts_at")?;

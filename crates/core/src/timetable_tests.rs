@@ -85,7 +85,12 @@ fn attendance_is_union_of_direct_and_group_rows_deduplicated() {
     let a = Attendance::expand(&tt, |_| true);
     let pairs: Vec<(String, String)> = a
         .iter()
-        .map(|(p, e)| (tt.people[p as usize].id.clone(), tt.events[e as usize].id.clone()))
+        .map(|(p, e)| {
+            (
+                tt.people[p as usize].id.clone(),
+                tt.events[e as usize].id.clone(),
+            )
+        })
         .collect();
     assert_eq!(
         pairs,
@@ -95,7 +100,10 @@ fn attendance_is_union_of_direct_and_group_rows_deduplicated() {
             ("S1".into(), "E1".into())
         ]
     );
-    assert_eq!(tt.people[1].email, "p2@example.ac.uk", "emails are lower-cased");
+    assert_eq!(
+        tt.people[1].email, "p2@example.ac.uk",
+        "emails are lower-cased"
+    );
 }
 
 #[test]
@@ -104,7 +112,11 @@ fn wall_clock_times_follow_daylight_saving() {
     raw.events = vec![
         event("SUMMER", "2026-07-01 09:00:00", "2026-07-01 10:00:00"),
         event("WINTER", "2026-12-01T09:00:00", "2026-12-01T10:00:00"),
-        event("OFFSET", "2026-07-01T09:00:00+02:00", "2026-07-01T10:00:00+02:00"),
+        event(
+            "OFFSET",
+            "2026-07-01T09:00:00+02:00",
+            "2026-07-01T10:00:00+02:00",
+        ),
         event("ZULU", "2026-07-01T09:00:00Z", "2026-07-01T10:00:00Z"),
         RawEvent {
             timezone: s("Asia/Dubai"),
@@ -117,7 +129,11 @@ fn wall_clock_times_follow_daylight_saving() {
     raw.event_people.clear();
     let tt = Timetable::build(raw, &rules());
     assert!(tt.quarantine.is_empty(), "{:?}", tt.quarantine);
-    let start = |id: &str| tt.events[tt.event_index(id).unwrap() as usize].start.to_string();
+    let start = |id: &str| {
+        tt.events[tt.event_index(id).unwrap() as usize]
+            .start
+            .to_string()
+    };
     assert_eq!(start("SUMMER"), "2026-07-01T08:00:00Z");
     assert_eq!(start("WINTER"), "2026-12-01T09:00:00Z");
     assert_eq!(start("OFFSET"), "2026-07-01T07:00:00Z");

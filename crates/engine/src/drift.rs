@@ -46,7 +46,9 @@ pub async fn reconcile(
                 None => {
                     deleted += 1;
                     match profile.drift {
-                        DriftMode::Restore => changes.push((l.person_id.clone(), l.event_id.clone(), None)),
+                        DriftMode::Restore => {
+                            changes.push((l.person_id.clone(), l.event_id.clone(), None))
+                        }
                         _ => changes.push((
                             l.person_id.clone(),
                             l.event_id.clone(),
@@ -58,8 +60,14 @@ pub async fn reconcile(
                     edited += 1;
                     let entry = match profile.drift {
                         // A fingerprint no content has: the next plan rewrites it.
-                        DriftMode::Restore => LedgerEntry { fingerprint: 0, ..l },
-                        _ => LedgerEntry { etag: item.etag.clone(), ..l },
+                        DriftMode::Restore => LedgerEntry {
+                            fingerprint: 0,
+                            ..l
+                        },
+                        _ => LedgerEntry {
+                            etag: item.etag.clone(),
+                            ..l
+                        },
                     };
                     changes.push((entry.person_id.clone(), entry.event_id.clone(), Some(entry)));
                 }

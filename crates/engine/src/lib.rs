@@ -16,8 +16,8 @@ use edusync_core::render::{RenderSettings, Renderer};
 use edusync_core::timetable::{EventStatus, Quarantined, Rules, Timetable};
 use edusync_core::window::Window;
 use edusync_store::{
-    Ack, LedgerEntry, OpError, OpKind as StoreOpKind, OpState, OutboxOp, QuarantineRecord,
-    RunId, RunKind, RunOutcome, RunStatus, Store,
+    Ack, LedgerEntry, OpError, OpKind as StoreOpKind, OpState, OutboxOp, QuarantineRecord, RunId,
+    RunKind, RunOutcome, RunStatus, Store,
 };
 use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
 use edusync_targets::{CalendarOp, OpKind, Outcome, Prior, Target};
@@ -313,7 +313,11 @@ async fn sync_run(
     for (name, p) in &plan.targets {
         let tt = &plan.desire.tt;
         let fps = &plan.desire.fingerprints;
-        let state = if hold.is_some() { OpState::Held } else { OpState::Pending };
+        let state = if hold.is_some() {
+            OpState::Held
+        } else {
+            OpState::Pending
+        };
         let mut ops = p
             .creates
             .iter()
@@ -338,7 +342,10 @@ async fn sync_run(
     let total: u64 = plan
         .targets
         .iter()
-        .map(|(_, p)| (p.creates.len() + p.updates.len() + if hold.is_some() { 0 } else { p.deletes.len() }) as u64)
+        .map(|(_, p)| {
+            (p.creates.len() + p.updates.len() + if hold.is_some() { 0 } else { p.deletes.len() })
+                as u64
+        })
         .sum();
     progress.total(total);
     progress.phase(&profile.name, "applying");
@@ -367,7 +374,11 @@ async fn sync_run(
         retryable_left += r.retryable;
         errors.extend(r.samples);
     }
-    let held_deletes = if hold.is_some() { plan.counts.delete } else { 0 };
+    let held_deletes = if hold.is_some() {
+        plan.counts.delete
+    } else {
+        0
+    };
     let status = if retryable_left > 0 {
         RunStatus::Failed
     } else if hold.is_some() {
@@ -442,20 +453,31 @@ async fn apply_target(
     let tt = &desire.tt;
     let mut by_calendar: BTreeMap<String, Vec<CalendarOp>> = BTreeMap::new();
     let mut failures: Vec<OpError> = Vec::new();
-    let mut fingerprints: std::collections::HashMap<(String, String), (u64, i64)> = Default::default();
+    let mut fingerprints: std::collections::HashMap<(String, String), (u64, i64)> =
+        Default::default();
 
     // Priors for updates and deletes come from the ledger.
     let mut prior_keys: Vec<(String, String)> = updates
         .iter()
-        .map(|e| (tt.people[e.person as usize].id.clone(), tt.events[e.event as usize].id.clone()))
+        .map(|e| {
+            (
+                tt.people[e.person as usize].id.clone(),
+                tt.events[e.event as usize].id.clone(),
+            )
+        })
         .collect();
-    prior_keys.extend(deletes.iter().map(|d| (d.person_id.clone(), d.event_id.clone())));
-    // Creates may also have a ledger row (re-created after being deleted by hand).
     prior_keys.extend(
-        creates
+        deletes
             .iter()
-            .map(|e| (tt.people[e.person as usize].id.clone(), tt.events[e.event as usize].id.clone())),
+            .map(|d| (d.person_id.clone(), d.event_id.clone())),
     );
+    // Creates may also have a ledger row (re-created after being deleted by hand).
+    prior_keys.extend(creates.iter().map(|e| {
+        (
+            tt.people[e.person as usize].id.clone(),
+            tt.events[e.event as usize].id.clone(),
+        )
+    }));
     let priors = store.ledger_entries(&profile.name, target_name, &prior_keys)?;
     let prior_of: std::collections::HashMap<(String, String), LedgerEntry> = prior_keys
         .into_iter()
@@ -481,18 +503,28 @@ async fn apply_target(
             Ok(rendered) => {
                 fingerprints.insert(
                     key.clone(),
-                    (desire.fingerprints.entry(tt, e.person, e.event), event.start.as_second()),
+                    (
+                        desire.fingerprints.entry(tt, e.person, e.event),
+                        event.start.as_second(),
+                    ),
                 );
                 let prior = prior_of.get(&key).map(to_prior);
-                by_calendar.entry(person.email.clone()).or_default().push(CalendarOp {
-                    kind: if prior.is_some() { OpKind::Update } else { kind },
-                    profile: profile.name.clone(),
-                    person_id: person.id.clone(),
-                    event_id: event.id.clone(),
-                    calendar: person.email.clone(),
-                    event: Some(rendered),
-                    prior,
-                });
+                by_calendar
+                    .entry(person.email.clone())
+                    .or_default()
+                    .push(CalendarOp {
+                        kind: if prior.is_some() {
+                            OpKind::Update
+                        } else {
+                            kind
+                        },
+                        profile: profile.name.clone(),
+                        person_id: person.id.clone(),
+                        event_id: event.id.clone(),
+                        calendar: person.email.clone(),
+                        event: Some(rendered),
+                        prior,
+                    });
             }
             Err(err) => failures.push(OpError {
                 run_id: run,
@@ -510,15 +542,18 @@ async fn apply_target(
         let key = (d.person_id.clone(), d.event_id.clone());
         let prior = prior_of.get(&key);
         let calendar = prior.map(|l| l.calendar.clone()).unwrap_or_default();
-        by_calendar.entry(calendar.clone()).or_default().push(CalendarOp {
-            kind: OpKind::Delete,
-            profile: profile.name.clone(),
-            person_id: d.person_id.clone(),
-            event_id: d.event_id.clone(),
-            calendar,
-            event: None,
-            prior: prior.map(to_prior),
-        });
+        by_calendar
+            .entry(calendar.clone())
+            .or_default()
+            .push(CalendarOp {
+                kind: OpKind::Delete,
+                profile: profile.name.clone(),
+                person_id: d.person_id.clone(),
+                event_id: d.event_id.clone(),
+                calendar,
+                event: None,
+                prior: prior.map(to_prior),
+            });
     }
     let work: Vec<CalendarWork> = by_calendar
         .into_iter()
@@ -626,61 +661,85 @@ pub async fn approve(config: &Config, store: &dyn Store, run: RunId) -> Result<C
     let mut samples = Vec::new();
     for (name, target) in &targets {
         let rows = store.outbox(&profile.name, name, OpState::Pending, Some(run))?;
-        let rows: Vec<_> = rows.into_iter().filter(|r| r.kind == StoreOpKind::Delete).collect();
-        let keys: Vec<(String, String)> = rows.iter().map(|r| (r.person_id.clone(), r.event_id.clone())).collect();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.kind == StoreOpKind::Delete)
+            .collect();
+        let keys: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.person_id.clone(), r.event_id.clone()))
+            .collect();
         let priors = store.ledger_entries(&profile.name, name, &keys)?;
         let mut by_calendar: BTreeMap<String, Vec<CalendarOp>> = BTreeMap::new();
         for (r, prior) in rows.iter().zip(priors) {
-            let calendar = prior.as_ref().map(|p| p.calendar.clone()).unwrap_or_default();
-            by_calendar.entry(calendar.clone()).or_default().push(CalendarOp {
-                kind: OpKind::Delete,
-                profile: profile.name.clone(),
-                person_id: r.person_id.clone(),
-                event_id: r.event_id.clone(),
-                calendar,
-                event: None,
-                prior: prior.map(|l| Prior {
-                    calendar: l.calendar,
-                    remote_id: l.remote_id,
-                    etag: l.etag,
-                    sequence: l.sequence,
-                }),
-            });
+            let calendar = prior
+                .as_ref()
+                .map(|p| p.calendar.clone())
+                .unwrap_or_default();
+            by_calendar
+                .entry(calendar.clone())
+                .or_default()
+                .push(CalendarOp {
+                    kind: OpKind::Delete,
+                    profile: profile.name.clone(),
+                    person_id: r.person_id.clone(),
+                    event_id: r.event_id.clone(),
+                    calendar,
+                    event: None,
+                    prior: prior.map(|l| Prior {
+                        calendar: l.calendar,
+                        remote_id: l.remote_id,
+                        etag: l.etag,
+                        sequence: l.sequence,
+                    }),
+                });
         }
         let work = by_calendar
             .into_iter()
             .map(|(calendar, ops)| CalendarWork { calendar, ops })
             .collect();
         let mut store_error = None;
-        deliver(target, work, &DeliveryOptions::default(), |ops, outcomes| {
-            let mut acks = Vec::new();
-            for (op, o) in ops.iter().zip(outcomes) {
-                match o {
-                    Outcome::Deleted | Outcome::Written { .. } => {
-                        deleted += 1;
-                        acks.push(Ack::Deleted {
-                            person_id: op.person_id.clone(),
-                            event_id: op.event_id.clone(),
-                        });
-                    }
-                    Outcome::Failed { message, .. } => {
-                        failed += 1;
-                        if samples.len() < 5 {
-                            samples.push(format!("delete of event {} for person {}: {message}", op.event_id, op.person_id));
+        deliver(
+            target,
+            work,
+            &DeliveryOptions::default(),
+            |ops, outcomes| {
+                let mut acks = Vec::new();
+                for (op, o) in ops.iter().zip(outcomes) {
+                    match o {
+                        Outcome::Deleted | Outcome::Written { .. } => {
+                            deleted += 1;
+                            acks.push(Ack::Deleted {
+                                person_id: op.person_id.clone(),
+                                event_id: op.event_id.clone(),
+                            });
+                        }
+                        Outcome::Failed { message, .. } => {
+                            failed += 1;
+                            if samples.len() < 5 {
+                                samples.push(format!(
+                                    "delete of event {} for person {}: {message}",
+                                    op.event_id, op.person_id
+                                ));
+                            }
                         }
                     }
                 }
-            }
-            if let Err(e) = store.ack(&profile.name, name, &acks) {
-                store_error.get_or_insert(e);
-            }
-        })
+                if let Err(e) = store.ack(&profile.name, name, &acks) {
+                    store_error.get_or_insert(e);
+                }
+            },
+        )
         .await;
         if let Some(e) = store_error {
             return Err(e.into());
         }
     }
-    let status = if failed == 0 { RunStatus::Approved } else { RunStatus::Held };
+    let status = if failed == 0 {
+        RunStatus::Approved
+    } else {
+        RunStatus::Held
+    };
     if failed == 0 {
         store.set_run_status(run, RunStatus::Approved)?;
     }
@@ -698,7 +757,8 @@ pub async fn approve(config: &Config, store: &dyn Store, run: RunId) -> Result<C
         held_deletes: 0,
         failed_ops: failed,
         hold_reason: None,
-        error: (failed > 0).then(|| format!("{failed} deletes failed; run approve again to retry them")),
+        error: (failed > 0)
+            .then(|| format!("{failed} deletes failed; run approve again to retry them")),
         errors: samples,
     })
 }

@@ -50,7 +50,11 @@ fn check_columns(conn: &Connection, name: &str, view: &str, base: &str) -> Resul
                 }
             }
         })?;
-    let have: Vec<String> = st.column_names().iter().map(|c| c.to_ascii_lowercase()).collect();
+    let have: Vec<String> = st
+        .column_names()
+        .iter()
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
     st.finalize().ok();
     for col in columns(base) {
         if !have.iter().any(|h| h == col) {
@@ -82,7 +86,8 @@ pub fn read(path: &Path, prefix: &str) -> Result<RawSnapshot, SourceError> {
         view: view.to_string(),
         detail: e.to_string(),
     };
-    conn.execute_batch("BEGIN").map_err(|e| err("(transaction)", e))?;
+    conn.execute_batch("BEGIN")
+        .map_err(|e| err("(transaction)", e))?;
     let mut snap = RawSnapshot {
         prefix: prefix.to_string(),
         ..Default::default()
@@ -93,7 +98,10 @@ pub fn read(path: &Path, prefix: &str) -> Result<RawSnapshot, SourceError> {
         let cols = columns(base);
         let sql = format!(
             "SELECT {} FROM \"{view}\"",
-            cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
+            cols.iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut st = conn.prepare(&sql).map_err(|e| err(&view, e))?;
         let mut rows = st.query([]).map_err(|e| err(&view, e))?;
@@ -105,7 +113,8 @@ pub fn read(path: &Path, prefix: &str) -> Result<RawSnapshot, SourceError> {
             snap.push_row(base, vals);
         }
     }
-    conn.execute_batch("COMMIT").map_err(|e| err("(transaction)", e))?;
+    conn.execute_batch("COMMIT")
+        .map_err(|e| err("(transaction)", e))?;
     Ok(snap)
 }
 
@@ -116,7 +125,9 @@ pub fn probe(path: &Path, prefix: &str) -> Result<Probe, SourceError> {
         let view = format!("{prefix}{base}");
         check_columns(&conn, &name, &view, base)?;
         let n: i64 = conn
-            .query_row(&format!("SELECT COUNT(*) FROM \"{view}\""), [], |r| r.get(0))
+            .query_row(&format!("SELECT COUNT(*) FROM \"{view}\""), [], |r| {
+                r.get(0)
+            })
             .map_err(|e| SourceError::Read {
                 source_name: name.clone(),
                 view: view.clone(),
@@ -131,7 +142,11 @@ pub fn probe(path: &Path, prefix: &str) -> Result<Probe, SourceError> {
 mod tests {
     use super::*;
 
-    fn make(dir: &Path, skip_view: Option<&str>, skip_col: Option<(&str, &str)>) -> std::path::PathBuf {
+    fn make(
+        dir: &Path,
+        skip_view: Option<&str>,
+        skip_col: Option<(&str, &str)>,
+    ) -> std::path::PathBuf {
         let path = dir.join("tt.db");
         let c = Connection::open(&path).unwrap();
         for base in VIEWS {
@@ -143,8 +158,11 @@ mod tests {
                 .filter(|c| skip_col != Some((base, c)))
                 .map(|c| format!("{c} TEXT"))
                 .collect();
-            c.execute_batch(&format!("CREATE TABLE tt_{base} ({}, extra TEXT)", cols.join(", ")))
-                .unwrap();
+            c.execute_batch(&format!(
+                "CREATE TABLE tt_{base} ({}, extra TEXT)",
+                cols.join(", ")
+            ))
+            .unwrap();
         }
         path
     }
@@ -175,7 +193,9 @@ mod tests {
         let path = make(dir.path(), None, Some(("events", "ends_at")));
         let e = read(&path, "tt_").unwrap_err().to_string();
         assert!(e.ends_with("view tt_events has no column ends_at (timestamp or ISO-8601 text); the source contract requires it"), "{e}");
-        let e = read(&dir.path().join("nope.db"), "tt_").unwrap_err().to_string();
+        let e = read(&dir.path().join("nope.db"), "tt_")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("the file does not exist"), "{e}");
     }
 }

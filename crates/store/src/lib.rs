@@ -12,7 +12,7 @@ use serde::Serialize;
 pub mod outbox;
 pub mod sqlite;
 
-pub use outbox::{Ack, OpKind, OutboxOp, OutboxRow, OpState};
+pub use outbox::{Ack, OpKind, OpState, OutboxOp, OutboxRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -181,7 +181,11 @@ pub trait Store: Send + Sync {
     fn ledger_count(&self, profile: &str) -> Result<u64>;
 
     /// Ledger rows of one person (per-person lookup).
-    fn ledger_for_person(&self, profile: &str, person_id: &str) -> Result<Vec<(String, LedgerEntry)>>;
+    fn ledger_for_person(
+        &self,
+        profile: &str,
+        person_id: &str,
+    ) -> Result<Vec<(String, LedgerEntry)>>;
 
     /// Ledger rows for the given keys of one target.
     fn ledger_entries(
@@ -201,10 +205,22 @@ pub trait Store: Send + Sync {
     /// every op of an earlier plan of the same profile and target (held ones
     /// too: the newer plan is the truth, and earlier held runs become
     /// `superseded`). One transaction.
-    fn replace_outbox(&self, run: RunId, profile: &str, target: &str, ops: &mut dyn Iterator<Item = OutboxOp>) -> Result<()>;
+    fn replace_outbox(
+        &self,
+        run: RunId,
+        profile: &str,
+        target: &str,
+        ops: &mut dyn Iterator<Item = OutboxOp>,
+    ) -> Result<()>;
 
     /// Outbox rows of a target in `state`, optionally only those of `run`.
-    fn outbox(&self, profile: &str, target: &str, state: OpState, run: Option<RunId>) -> Result<Vec<OutboxRow>>;
+    fn outbox(
+        &self,
+        profile: &str,
+        target: &str,
+        state: OpState,
+        run: Option<RunId>,
+    ) -> Result<Vec<OutboxRow>>;
 
     /// Pending and held op counts of a profile.
     fn outbox_counts(&self, profile: &str) -> Result<(u64, u64)>;
@@ -224,7 +240,12 @@ pub trait Store: Send + Sync {
 
     /// Changes ledger rows after reconciling with a target: `Some(entry)` replaces,
     /// `None` removes.
-    fn reconcile_ledger(&self, profile: &str, target: &str, changes: &[(String, String, Option<LedgerEntry>)]) -> Result<()>;
+    fn reconcile_ledger(
+        &self,
+        profile: &str,
+        target: &str,
+        changes: &[(String, String, Option<LedgerEntry>)],
+    ) -> Result<()>;
 
     fn finish_run(&self, run: RunId, status: RunStatus, outcome: &RunOutcome) -> Result<()>;
     fn set_run_status(&self, run: RunId, status: RunStatus) -> Result<()>;
@@ -233,7 +254,12 @@ pub trait Store: Send + Sync {
     fn record_quarantine(&self, run: RunId, rows: &[QuarantineRecord]) -> Result<()>;
     fn quarantine(&self, run: RunId, limit: u32) -> Result<Vec<QuarantineRecord>>;
     fn op_errors(&self, run: RunId, limit: u32) -> Result<Vec<OpError>>;
-    fn op_errors_for_person(&self, profile: &str, person_id: &str, limit: u32) -> Result<Vec<OpError>>;
+    fn op_errors_for_person(
+        &self,
+        profile: &str,
+        person_id: &str,
+        limit: u32,
+    ) -> Result<Vec<OpError>>;
 }
 
 /// Opens the store named by a config `state` URL.
@@ -241,7 +267,8 @@ pub fn open(url: &edusync_config::StateUrl) -> Result<Box<dyn Store>> {
     match url {
         edusync_config::StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
         edusync_config::StateUrl::Postgres(_) => Err(StoreError::Invalid(
-            "a PostgreSQL state store is not available in this build; use state = \"sqlite://…\"".into(),
+            "a PostgreSQL state store is not available in this build; use state = \"sqlite://…\""
+                .into(),
         )),
     }
 }

@@ -154,11 +154,14 @@ impl SqliteStore {
     fn configure(conn: &Connection, location: &str) -> Result<()> {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .at(location)?;
-        conn.pragma_update(None, "journal_mode", "WAL").at(location)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .at(location)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .at(location)?;
-        conn.pragma_update(None, "foreign_keys", "ON").at(location)?;
-        conn.pragma_update(None, "cache_size", -65536).at(location)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .at(location)?;
+        conn.pragma_update(None, "cache_size", -65536)
+            .at(location)?;
         Ok(())
     }
 
@@ -177,7 +180,11 @@ pub fn migrate(conn: &Connection, location: &str) -> Result<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .at(location)?;
     let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
         .at(location)?;
     let known = MIGRATIONS.len() as i64;
     if current > known {
@@ -190,8 +197,11 @@ pub fn migrate(conn: &Connection, location: &str) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.unchecked_transaction().at(location)?;
         tx.execute_batch(sql).at(location)?;
-        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])
-            .at(location)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [i as i64 + 1],
+        )
+        .at(location)?;
         tx.commit().at(location)?;
     }
     Ok(())
@@ -297,7 +307,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn ledger_for_person(&self, profile: &str, person_id: &str) -> Result<Vec<(String, LedgerEntry)>> {
+    fn ledger_for_person(
+        &self,
+        profile: &str,
+        person_id: &str,
+    ) -> Result<Vec<(String, LedgerEntry)>> {
         self.with(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT target, {LEDGER_COLS} FROM ledger WHERE profile = ?1 AND person_id = ?2 ORDER BY starts_at"
@@ -405,7 +419,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn outbox(&self, profile: &str, target: &str, state: OpState, run: Option<RunId>) -> Result<Vec<OutboxRow>> {
+    fn outbox(
+        &self,
+        profile: &str,
+        target: &str,
+        state: OpState,
+        run: Option<RunId>,
+    ) -> Result<Vec<OutboxRow>> {
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT run_id, person_id, event_id, kind, fingerprint, attempts, last_error FROM outbox \
@@ -707,7 +727,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn op_errors_for_person(&self, profile: &str, person_id: &str, limit: u32) -> Result<Vec<OpError>> {
+    fn op_errors_for_person(
+        &self,
+        profile: &str,
+        person_id: &str,
+        limit: u32,
+    ) -> Result<Vec<OpError>> {
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT run_id, target, person_id, event_id, kind, permanent, message, at FROM op_errors \

@@ -22,7 +22,11 @@ fn entry(p: &str, e: &str, fp: u64) -> LedgerEntry {
 fn scan(s: &dyn Store) -> Vec<(String, String, u64)> {
     let mut out = Vec::new();
     s.scan_ledger("t", "vdir", &mut |r| {
-        out.push((r.person_id.to_string(), r.event_id.to_string(), r.fingerprint))
+        out.push((
+            r.person_id.to_string(),
+            r.event_id.to_string(),
+            r.fingerprint,
+        ))
     })
     .unwrap();
     out
@@ -65,7 +69,8 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("state.db");
     drop(SqliteStore::open(&path).unwrap());
     let c = Connection::open(&path).unwrap();
-    c.execute("INSERT INTO schema_version (version) VALUES (999)", []).unwrap();
+    c.execute("INSERT INTO schema_version (version) VALUES (999)", [])
+        .unwrap();
     drop(c);
     let err = SqliteStore::open(&path).unwrap_err().to_string();
     assert!(err.contains("newer edusync"), "{err}");
@@ -82,15 +87,23 @@ fn held_runs_are_superseded_by_a_newer_plan_and_can_be_released() {
         state: OpState::Held,
         fingerprint: 0,
     };
-    s.replace_outbox(r1, "t", "vdir", &mut vec![del("a"), del("b")].into_iter()).unwrap();
-    s.finish_run(r1, RunStatus::Held, &RunOutcome::default()).unwrap();
+    s.replace_outbox(r1, "t", "vdir", &mut vec![del("a"), del("b")].into_iter())
+        .unwrap();
+    s.finish_run(r1, RunStatus::Held, &RunOutcome::default())
+        .unwrap();
     assert_eq!(s.outbox_counts("t").unwrap(), (0, 2));
     let r2 = s.start_run("t", RunKind::Sync).unwrap();
-    s.replace_outbox(r2, "t", "vdir", &mut vec![del("a")].into_iter()).unwrap();
+    s.replace_outbox(r2, "t", "vdir", &mut vec![del("a")].into_iter())
+        .unwrap();
     assert_eq!(s.run(r1).unwrap().status, RunStatus::Superseded);
     assert_eq!(s.release_held(r1).unwrap(), 0);
     assert_eq!(s.release_held(r2).unwrap(), 1);
-    assert_eq!(s.outbox("t", "vdir", OpState::Pending, Some(r2)).unwrap().len(), 1);
+    assert_eq!(
+        s.outbox("t", "vdir", OpState::Pending, Some(r2))
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[derive(Debug, Clone)]

@@ -48,7 +48,10 @@ pub async fn deliver(
     opts: &DeliveryOptions,
     mut on_done: impl FnMut(Vec<CalendarOp>, Vec<Outcome>),
 ) {
-    let concurrency = opts.calendar_concurrency.min(target.calendar_concurrency()).max(1);
+    let concurrency = opts
+        .calendar_concurrency
+        .min(target.calendar_concurrency())
+        .max(1);
     let mut results = stream::iter(work)
         .map(|w| deliver_calendar(target, w, opts))
         .buffer_unordered(concurrency);
@@ -76,7 +79,14 @@ async fn deliver_calendar(
                     retryable: true,
                     message: "the target gave no answer for this operation".into(),
                 });
-                if matches!(o, Outcome::Failed { retryable: true, .. }) && attempt < opts.retries {
+                if matches!(
+                    o,
+                    Outcome::Failed {
+                        retryable: true,
+                        ..
+                    }
+                ) && attempt < opts.retries
+                {
                     again.push(i);
                 }
                 outcomes[i] = Some(o);

@@ -99,7 +99,11 @@ impl Target {
     }
 
     /// The edusync events of `profile` in `calendar`.
-    pub async fn list(&self, calendar: &str, profile: &str) -> Result<Vec<RemoteItem>, TargetError> {
+    pub async fn list(
+        &self,
+        calendar: &str,
+        profile: &str,
+    ) -> Result<Vec<RemoteItem>, TargetError> {
         match self {
             Target::Vdir(t) => t.list(calendar, profile),
         }

@@ -22,10 +22,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         report.run_id,
         report.profile,
         report.delete,
-        if report.failed_ops > 0 { format!(", {} failed", report.failed_ops) } else { String::new() }
+        if report.failed_ops > 0 {
+            format!(", {} failed", report.failed_ops)
+        } else {
+            String::new()
+        }
     );
     for e in &report.errors {
         println!("  {e}");
     }
-    Ok(if report.failed_ops > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.failed_ops > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

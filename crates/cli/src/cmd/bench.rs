@@ -143,7 +143,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         store.ack(&p.name, "vdir", &batch)?;
     }
     let _ = std::fs::remove_file(dir.join("empty.db"));
-    drop(edusync_store::sqlite::SqliteStore::open(&dir.join("empty.db"))?);
+    drop(edusync_store::sqlite::SqliteStore::open(
+        &dir.join("empty.db"),
+    )?);
 
     let floor_sql = "SELECT COUNT(*) FROM (SELECT person_id, event_id FROM tt_event_people \
                      UNION SELECT gm.person_id, eg.event_id FROM tt_event_groups eg \
@@ -157,12 +159,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut entries = 0u64;
     for i in 0..a.runs {
         eprintln!("run {}/{}", i + 1, a.runs);
-        let conn = rusqlite::Connection::open_with_flags(&timetable, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let conn = rusqlite::Connection::open_with_flags(
+            &timetable,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
         let t = Instant::now();
         floor_count = conn.query_row(floor_sql, [], |r| r.get(0))?;
         floor.push(t.elapsed().as_secs_f64());
         drop(conn);
-        for (name, times, rss) in [("empty.db", &mut empty, &mut rss_empty), ("synced.db", &mut insync, &mut rss_sync)] {
+        for (name, times, rss) in [
+            ("empty.db", &mut empty, &mut rss_empty),
+            ("synced.db", &mut insync, &mut rss_sync),
+        ] {
             let out = Command::new(&exe)
                 .args(["bench", "plan", "--dir"])
                 .arg(&dir)
@@ -170,7 +178,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 .output()
                 .context("running the plan child")?;
             if !out.status.success() {
-                bail!("plan child failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "plan child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
             times.push(v["secs"].as_f64().unwrap_or(0.0));
@@ -182,11 +193,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     let (f, e, s) = (median(floor), median(empty), median(insync));
-    println!("entries: {entries} (SQLite's de-duplicated join counts {floor_count}); {} runs, medians", a.runs);
+    println!(
+        "entries: {entries} (SQLite's de-duplicated join counts {floor_count}); {} runs, medians",
+        a.runs
+    );
     println!("| scenario | median time | ratio to floor | peak RSS |");
     println!("|---|---|---|---|");
     println!("| floor: SQLite counts the de-duplicated attendance join | {f:.2} s | 1.00 | – |");
-    println!("| plan, empty state (all creates) | {e:.2} s | {:.2} | {} MiB |", e / f, rss_empty / 1024);
-    println!("| plan, state in sync (nothing to do) | {s:.2} s | {:.2} | {} MiB |", s / f, rss_sync / 1024);
+    println!(
+        "| plan, empty state (all creates) | {e:.2} s | {:.2} | {} MiB |",
+        e / f,
+        rss_empty / 1024
+    );
+    println!(
+        "| plan, state in sync (nothing to do) | {s:.2} s | {:.2} | {} MiB |",
+        s / f,
+        rss_sync / 1024
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    println!("✓ config {} is valid ({} profiles)", config.path.display(), config.profiles.len());
+    println!(
+        "✓ config {} is valid ({} profiles)",
+        config.path.display(),
+        config.profiles.len()
+    );
     let mut problems = 0;
     match common::store(&config) {
         Ok(_) => println!("✓ state store {} opens", config.state.redacted()),
@@ -31,8 +35,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for p in &config.profiles {
         match edusync_sources::probe(&p.source.url, &p.source.prefix) {
             Ok(probe) => {
-                let rows: Vec<String> = probe.rows.iter().map(|(v, n)| format!("{v} {n}")).collect();
-                println!("✓ profile {}: source {} has all eight views ({})", p.name, p.source.url.redacted(), rows.join(", "));
+                let rows: Vec<String> =
+                    probe.rows.iter().map(|(v, n)| format!("{v} {n}")).collect();
+                println!(
+                    "✓ profile {}: source {} has all eight views ({})",
+                    p.name,
+                    p.source.url.redacted(),
+                    rows.join(", ")
+                );
             }
             Err(e) => {
                 problems += 1;

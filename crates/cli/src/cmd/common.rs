@@ -9,8 +9,12 @@ pub fn load(path: &std::path::Path) -> Result<Config> {
 }
 
 pub fn store(config: &Config) -> Result<Box<dyn Store>> {
-    edusync_store::open(&config.state)
-        .with_context(|| format!("opening the state store named by `state` in {}", config.path.display()))
+    edusync_store::open(&config.state).with_context(|| {
+        format!(
+            "opening the state store named by `state` in {}",
+            config.path.display()
+        )
+    })
 }
 
 pub fn profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile> {
@@ -19,7 +23,11 @@ pub fn profile<'c>(config: &'c Config, name: &str) -> Result<&'c Profile> {
         anyhow::anyhow!(
             "profile {name:?} is not in {}; profiles there: {}",
             config.path.display(),
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         )
     })
 }

@@ -88,7 +88,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     loop {
         for profile in &config.profiles {
             let mut progress = Progress::new(!first);
-            let r = rt.block_on(edusync_engine::sync(&config, profile, store.as_ref(), &mut progress))?;
+            let r = rt.block_on(edusync_engine::sync(
+                &config,
+                profile,
+                store.as_ref(),
+                &mut progress,
+            ))?;
             progress.finish();
             println!(
                 "profile {}: run {} {}: created {}, updated {}, deleted {}, unchanged {}, quarantined {}",
@@ -102,7 +107,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            println!("\nper-person calendars (one .ics file per event): {}", calendars.display());
+            println!(
+                "\nper-person calendars (one .ics file per event): {}",
+                calendars.display()
+            );
             println!("  for example: {example}");
             println!("config used: {}", config_path.display());
             println!("try: edusync plan --config {} --profile teaching --person <an email from the folder above>", config_path.display());

@@ -61,7 +61,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("profile {}: plan (dry run — no calendar was touched)", profile.name);
+    println!(
+        "profile {}: plan (dry run — no calendar was touched)",
+        profile.name
+    );
     println!(
         "  source: {} people, {} events, {} calendar entries; {} rows quarantined",
         n(plan.desire.tt.people.len() as u64),
@@ -107,7 +110,11 @@ fn find(plan: &edusync_engine::ProfilePlan, who: &str) -> Result<u32> {
     plan.desire.tt.find_person(who).ok_or_else(|| {
         anyhow::anyhow!(
             "no usable person {who:?} in the source (by person_id or email){}",
-            if plan.desire.tt.quarantined_people.contains(who) { "; their row is quarantined, see above" } else { "" }
+            if plan.desire.tt.quarantined_people.contains(who) {
+                "; their row is quarantined, see above"
+            } else {
+                ""
+            }
         )
     })
 }
@@ -145,13 +152,30 @@ fn person_json(plan: &edusync_engine::ProfilePlan, who: &str) -> Result<serde_js
 
 fn print_person(plan: &edusync_engine::ProfilePlan, who: &str) -> Result<()> {
     let v = person_json(plan, who)?;
-    println!("\nperson {} <{}>:", v["person_id"].as_str().unwrap_or(""), v["email"].as_str().unwrap_or(""));
+    println!(
+        "\nperson {} <{}>:",
+        v["person_id"].as_str().unwrap_or(""),
+        v["email"].as_str().unwrap_or("")
+    );
     let events = v["events"].as_array().cloned().unwrap_or_default();
-    println!("  calendar should hold {} events in the window:", events.len());
-    let tz = plan.desire.tt.events.first().map(|e| e.timezone.clone()).unwrap_or_else(|| "UTC".into());
+    println!(
+        "  calendar should hold {} events in the window:",
+        events.len()
+    );
+    let tz = plan
+        .desire
+        .tt
+        .events
+        .first()
+        .map(|e| e.timezone.clone())
+        .unwrap_or_else(|| "UTC".into());
     let zone = jiff::tz::TimeZone::get(&tz).unwrap_or(jiff::tz::TimeZone::UTC);
     for e in events.iter().take(50) {
-        let start: jiff::Timestamp = e["start"].as_str().unwrap_or("").parse().unwrap_or_default();
+        let start: jiff::Timestamp = e["start"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .unwrap_or_default();
         println!(
             "    {}  {}  @ {}",
             start.to_zoned(zone.clone()).strftime("%a %Y-%m-%d %H:%M"),
@@ -165,7 +189,12 @@ fn print_person(plan: &edusync_engine::ProfilePlan, who: &str) -> Result<()> {
     let changes = v["changes"].as_array().cloned().unwrap_or_default();
     println!("  changes a sync would make: {}", changes.len());
     for c in changes.iter().take(50) {
-        println!("    {} {} {}", c["target"].as_str().unwrap_or(""), c["op"].as_str().unwrap_or(""), c["event_id"].as_str().unwrap_or(""));
+        println!(
+            "    {} {} {}",
+            c["target"].as_str().unwrap_or(""),
+            c["op"].as_str().unwrap_or(""),
+            c["event_id"].as_str().unwrap_or("")
+        );
     }
     Ok(())
 }

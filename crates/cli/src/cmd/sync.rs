@@ -27,7 +27,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut worst = 0u8;
     for profile in profiles {
         let mut progress = Progress::new(a.format == Format::Json);
-        let report = rt.block_on(edusync_engine::sync(&config, profile, store.as_ref(), &mut progress))?;
+        let report = rt.block_on(edusync_engine::sync(
+            &config,
+            profile,
+            store.as_ref(),
+            &mut progress,
+        ))?;
         progress.finish();
         let code = match report.status {
             "failed" => 1,

@@ -90,14 +90,18 @@ impl VdirTarget {
         // Moved to another calendar (the person's email changed): remove the old copy.
         if let Some(prior) = &op.prior {
             if prior.calendar != calendar {
-                let old = self.dir(&prior.calendar).join(Self::file_name(&ev.profile, &ev.event_id));
+                let old = self
+                    .dir(&prior.calendar)
+                    .join(Self::file_name(&ev.profile, &ev.event_id));
                 if Self::owned(&old, &ev.profile)? {
-                    fs::remove_file(&old).map_err(|e| (true, format!("cannot remove {}: {e}", old.display())))?;
+                    fs::remove_file(&old)
+                        .map_err(|e| (true, format!("cannot remove {}: {e}", old.display())))?;
                 }
             }
         }
         let dir = self.dir(calendar);
-        fs::create_dir_all(&dir).map_err(|e| (true, format!("cannot create {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| (true, format!("cannot create {}: {e}", dir.display())))?;
         let name = Self::file_name(&ev.profile, &ev.event_id);
         let path = dir.join(&name);
         Self::owned(&path, &ev.profile)?;
@@ -129,7 +133,9 @@ impl VdirTarget {
 
     fn delete(&self, op: &CalendarOp) -> Result<Outcome, (bool, String)> {
         let prior = op.prior.as_ref();
-        let calendar = prior.map(|p| p.calendar.as_str()).unwrap_or(op.calendar.as_str());
+        let calendar = prior
+            .map(|p| p.calendar.as_str())
+            .unwrap_or(op.calendar.as_str());
         let name = prior
             .and_then(|p| p.remote_id.clone())
             .unwrap_or_else(|| Self::file_name(&op.profile, &op.event_id));
@@ -144,7 +150,11 @@ impl VdirTarget {
             _ => {
                 return Err((
                     false,
-                    format!("{} does not carry the edusync marker of event {}; it was left untouched", path.display(), op.event_id),
+                    format!(
+                        "{} does not carry the edusync marker of event {}; it was left untouched",
+                        path.display(),
+                        op.event_id
+                    ),
                 ))
             }
         }
@@ -205,7 +215,9 @@ impl VdirTarget {
                 match fs::remove_file(&path) {
                     Ok(()) => removed += 1,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.fail(format!("cannot remove {}: {e}", path.display()))),
+                    Err(e) => {
+                        return Err(self.fail(format!("cannot remove {}: {e}", path.display())))
+                    }
                 }
             }
         }
@@ -213,13 +225,23 @@ impl VdirTarget {
     }
 
     pub fn check(&self) -> Result<String, TargetError> {
-        fs::create_dir_all(&self.root)
-            .map_err(|e| self.fail(format!("cannot create the folder: {e}; check the path and its permissions")))?;
+        fs::create_dir_all(&self.root).map_err(|e| {
+            self.fail(format!(
+                "cannot create the folder: {e}; check the path and its permissions"
+            ))
+        })?;
         let probe = self.root.join(".edusync-check");
-        fs::write(&probe, b"ok")
-            .map_err(|e| self.fail(format!("cannot write into the folder: {e}; check its permissions")))?;
+        fs::write(&probe, b"ok").map_err(|e| {
+            self.fail(format!(
+                "cannot write into the folder: {e}; check its permissions"
+            ))
+        })?;
         let _ = fs::remove_file(&probe);
-        Ok(format!("vdir target {}: {} is writable", self.name, self.root.display()))
+        Ok(format!(
+            "vdir target {}: {} is writable",
+            self.name,
+            self.root.display()
+        ))
     }
 }
 

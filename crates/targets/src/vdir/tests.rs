@@ -43,19 +43,62 @@ fn create_update_delete_and_leave_personal_files_alone() {
     let cal = "p1@example.ac.uk";
     fs::create_dir_all(dir.path().join(cal)).unwrap();
     let personal = dir.path().join(cal).join("dentist.ics");
-    fs::write(&personal, "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").unwrap();
+    fs::write(
+        &personal,
+        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
 
-    let out = t.apply(cal, &[op(OpKind::Create, Some(ev("teaching", "E1", "One")), "E1", None)]);
-    let Outcome::Written { remote_id, sequence, .. } = &out[0] else { panic!("{out:?}") };
+    let out = t.apply(
+        cal,
+        &[op(
+            OpKind::Create,
+            Some(ev("teaching", "E1", "One")),
+            "E1",
+            None,
+        )],
+    );
+    let Outcome::Written {
+        remote_id,
+        sequence,
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}")
+    };
     assert_eq!(*sequence, 0);
     // A replayed create overwrites the same file.
-    let again = t.apply(cal, &[op(OpKind::Create, Some(ev("teaching", "E1", "One")), "E1", None)]);
+    let again = t.apply(
+        cal,
+        &[op(
+            OpKind::Create,
+            Some(ev("teaching", "E1", "One")),
+            "E1",
+            None,
+        )],
+    );
     assert!(matches!(again[0], Outcome::Written { .. }));
     assert_eq!(fs::read_dir(dir.path().join(cal)).unwrap().count(), 2);
 
-    let prior = Prior { calendar: cal.into(), remote_id: Some(remote_id.clone()), etag: None, sequence: 0 };
-    let out = t.apply(cal, &[op(OpKind::Update, Some(ev("teaching", "E1", "Two")), "E1", Some(prior.clone()))]);
-    assert!(matches!(out[0], Outcome::Written { sequence: 1, .. }), "{out:?}");
+    let prior = Prior {
+        calendar: cal.into(),
+        remote_id: Some(remote_id.clone()),
+        etag: None,
+        sequence: 0,
+    };
+    let out = t.apply(
+        cal,
+        &[op(
+            OpKind::Update,
+            Some(ev("teaching", "E1", "Two")),
+            "E1",
+            Some(prior.clone()),
+        )],
+    );
+    assert!(
+        matches!(out[0], Outcome::Written { sequence: 1, .. }),
+        "{out:?}"
+    );
     let text = fs::read_to_string(dir.path().join(cal).join(remote_id)).unwrap();
     assert!(text.contains("SUMMARY:Two") && text.contains("SEQUENCE:1"));
 
@@ -65,14 +108,38 @@ fn create_update_delete_and_leave_personal_files_alone() {
     let out = t.apply(cal, &[op(OpKind::Delete, None, "E1", Some(prior.clone()))]);
     assert_eq!(out[0], Outcome::Deleted);
     // Deleting again is harmless.
-    assert_eq!(t.apply(cal, &[op(OpKind::Delete, None, "E1", Some(prior))])[0], Outcome::Deleted);
+    assert_eq!(
+        t.apply(cal, &[op(OpKind::Delete, None, "E1", Some(prior))])[0],
+        Outcome::Deleted
+    );
     assert!(personal.exists(), "personal events are never touched");
 
     // A file without our marker at our name is refused, not overwritten.
     let name = VdirTarget::file_name("teaching", "E2");
-    fs::write(dir.path().join(cal).join(&name), "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
-    let out = t.apply(cal, &[op(OpKind::Create, Some(ev("teaching", "E2", "x")), "E2", None)]);
-    assert!(matches!(out[0], Outcome::Failed { retryable: false, .. }), "{out:?}");
+    fs::write(
+        dir.path().join(cal).join(&name),
+        "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    let out = t.apply(
+        cal,
+        &[op(
+            OpKind::Create,
+            Some(ev("teaching", "E2", "x")),
+            "E2",
+            None,
+        )],
+    );
+    assert!(
+        matches!(
+            out[0],
+            Outcome::Failed {
+                retryable: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -80,9 +147,29 @@ fn cleardown_removes_only_this_profiles_events() {
     let dir = tempfile::tempdir().unwrap();
     let t = VdirTarget::new("vdir", dir.path().to_path_buf());
     let cal = "p1@example.ac.uk";
-    t.apply(cal, &[op(OpKind::Create, Some(ev("teaching", "E1", "One")), "E1", None)]);
-    t.apply(cal, &[op(OpKind::Create, Some(ev("exams", "X1", "Exam")), "X1", None)]);
-    fs::write(dir.path().join(cal).join("mine.ics"), "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
+    t.apply(
+        cal,
+        &[op(
+            OpKind::Create,
+            Some(ev("teaching", "E1", "One")),
+            "E1",
+            None,
+        )],
+    );
+    t.apply(
+        cal,
+        &[op(
+            OpKind::Create,
+            Some(ev("exams", "X1", "Exam")),
+            "X1",
+            None,
+        )],
+    );
+    fs::write(
+        dir.path().join(cal).join("mine.ics"),
+        "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
     assert_eq!(t.cleardown("teaching").unwrap(), 1);
     assert_eq!(fs::read_dir(dir.path().join(cal)).unwrap().count(), 2);
 }
