@@ -203,7 +203,7 @@ pub struct AgentProc {
     pub dir: PathBuf,
     pub site: String,
     pub data: PathBuf,
-    config: PathBuf,
+    pub config: PathBuf,
     token: String,
     child: Option<Child>,
     starts: u32,

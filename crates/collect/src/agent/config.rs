@@ -469,6 +469,13 @@ prune_after = "30d"
     }
 
     #[test]
+    fn the_committed_example_is_valid() {
+        let c = parse(include_str!("../../../../dist/agent.example.toml")).unwrap();
+        assert_eq!(c.datasets.len(), 2);
+        assert_eq!(c.datasets[1].prune_after, Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
