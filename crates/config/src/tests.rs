@@ -172,3 +172,20 @@ fn the_example_config_is_valid() {
     assert_eq!(c.profiles[0].name, "teaching");
     assert_eq!(c.hub.root, PathBuf::from("/srv/edusync/./collected"));
 }
+
+#[test]
+fn hub_collection_keys() {
+    let ok = "[hub]\nroot = \"c\"\nquota_bytes = 1000\nsilent_after = \"36h\"\nserver_days = [\"1mon\", \"-1FRI\"]\n";
+    let c = Config::parse(Path::new("/x/e.toml"), ok).unwrap();
+    assert_eq!(c.hub.quota_bytes, Some(1000));
+    assert_eq!(c.hub.silent_after, Duration::from_secs(36 * 3600));
+    assert_eq!(c.hub.server_days, vec!["1MON".to_string(), "-1FRI".to_string()]);
+    let d = Config::parse(Path::new("/x/e.toml"), "state = \"sqlite://s.db\"\n").unwrap();
+    assert_eq!(d.hub.server_days, vec!["2FRI".to_string(), "4FRI".to_string()]);
+    assert_eq!(d.hub.quota_bytes, None);
+    let bad = "[hub]\nroot = \"c\"\nserver_days = [\"2FRI\",\n  \"6FRI\"]\n";
+    assert_eq!(
+        Config::parse(Path::new("e.toml"), bad).unwrap_err().to_string(),
+        "config file e.toml, line 4: hub.server_days: \"6FRI\" is not a day of the month; write the week (1-5, or -1 for the last) and the weekday, e.g. \"2FRI\" or \"-1MON\""
+    );
+}
