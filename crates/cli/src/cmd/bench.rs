@@ -43,8 +43,11 @@ const CONFIG: &str = r#"state = "sqlite://./STATE"
 [[profiles]]
 name = "teaching"
 timezone = "Europe/London"
+drift = "off"
+[profiles.guard]
+max_delete_percent = 100
 [profiles.source]
-url = "sqlite://./timetable.db"
+url = "sqlite://./SOURCE"
 [profiles.window]
 past_days = 3650
 future_days = 3650
@@ -54,8 +57,12 @@ path = "./calendars"
 "#;
 
 fn config(dir: &Path, state: &str) -> Result<PathBuf> {
+    config_with(dir, state, "timetable.db")
+}
+
+fn config_with(dir: &Path, state: &str, source: &str) -> Result<PathBuf> {
     let p = dir.join(format!("{state}.toml"));
-    std::fs::write(&p, CONFIG.replace("STATE", state))?;
+    std::fs::write(&p, CONFIG.replace("STATE", state).replace("SOURCE", source))?;
     Ok(p)
 }
 
@@ -83,6 +90,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.dir)?;
     let dir = a.dir.canonicalize()?;
     if let Some(which) = &a.child {
+        if which == "changed.db" {
+            let cfg = common::load(&config_with(&dir, which, "changed-timetable.db")?)?;
+            let store = common::store(&cfg)?;
+            let rt = common::runtime()?;
+            let t = Instant::now();
+            let r = rt.block_on(edusync_engine::sync(&cfg, &cfg.profiles[0], store.as_ref(), &mut edusync_engine::NoProgress))?;
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{{\"secs\":{secs},\"peak_rss_kib\":{},\"update\":{},\"unchanged\":{},\"status\":\"{}\"}}",
+                peak_rss_kib(),
+                r.update,
+                r.unchanged,
+                r.status
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let cfg = common::load(&config(&dir, which)?)?;
         let store = common::store(&cfg)?;
         let t = Instant::now();
@@ -192,6 +215,40 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         }
     }
+    // Plan + apply after a 1% change: a copy of the in-sync state, 1% of events retitled.
+    let changed_src = dir.join("changed-timetable.db");
+    std::fs::copy(&timetable, &changed_src)?;
+    rusqlite::Connection::open(&changed_src)?
+        .execute("UPDATE tt_events SET title = title || ' (revised)' WHERE rowid % 100 = 0", [])?;
+    let mut changed = Vec::new();
+    let mut rss_changed = 0u64;
+    let mut updates = 0u64;
+    for i in 0..a.runs {
+        eprintln!("1% change, run {}/{}", i + 1, a.runs);
+        let _ = std::fs::remove_dir_all(dir.join("calendars"));
+        for suffix in ["", "-wal", "-shm"] {
+            let from = dir.join(format!("synced.db{suffix}"));
+            let to = dir.join(format!("changed.db{suffix}"));
+            let _ = std::fs::remove_file(&to);
+            if from.exists() {
+                std::fs::copy(&from, &to)?;
+            }
+        }
+        let out = Command::new(&exe)
+            .args(["bench", "plan", "--dir"])
+            .arg(&dir)
+            .args(["--child", "changed.db"])
+            .output()
+            .context("running the sync child")?;
+        if !out.status.success() {
+            bail!("sync child failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        changed.push(v["secs"].as_f64().unwrap_or(0.0));
+        rss_changed = rss_changed.max(v["peak_rss_kib"].as_u64().unwrap_or(0));
+        updates = v["update"].as_u64().unwrap_or(0);
+    }
+    let c = median(changed);
     let (f, e, s) = (median(floor), median(empty), median(insync));
     println!(
         "entries: {entries} (SQLite's de-duplicated join counts {floor_count}); {} runs, medians",
