@@ -329,3 +329,146 @@ fn builtin_body(cx: &EventContext<'_>) -> String {
     }
     lines.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+    use crate::timetable::Rules;
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    fn timetable() -> Timetable {
+        let raw = RawSnapshot {
+            prefix: "tt_".into(),
+            people: vec![
+                RawPerson {
+                    person_id: s("S1"),
+                    kind: s("student"),
+                    email: s("s1@example.ac.uk"),
+                    display_name: s("Sam One"),
+                },
+                RawPerson {
+                    person_id: s("T1"),
+                    kind: s("staff"),
+                    email: s("t1@example.ac.uk"),
+                    display_name: s("Dr Tea"),
+                },
+            ],
+            locations: vec![RawLocation {
+                location_id: s("R1"),
+                name: s("Room 1.14"),
+                building: s("Chemistry Building"),
+                latitude: s("51.5"),
+                longitude: s("-0.1"),
+                ..Default::default()
+            }],
+            groups: vec![RawGroup {
+                group_id: s("G1"),
+                name: s("CHEM2-S01"),
+                kind: None,
+            }],
+            group_members: vec![RawGroupMember {
+                group_id: s("G1"),
+                person_id: s("S1"),
+            }],
+            events: vec![RawEvent {
+                event_id: s("E1"),
+                title: s("Organic Chemistry"),
+                event_type: s("Lecture"),
+                module_code: s("CHEM2041"),
+                module_name: s("Organic Chemistry II"),
+                starts_at: s("2026-10-01 09:00"),
+                ends_at: s("2026-10-01 10:00"),
+                ..Default::default()
+            }],
+            event_groups: vec![RawEventGroup {
+                event_id: s("E1"),
+                group_id: s("G1"),
+            }],
+            event_people: vec![
+                RawEventPerson {
+                    event_id: s("E1"),
+                    person_id: s("T1"),
+                    role: s("host"),
+                    note: None,
+                },
+                RawEventPerson {
+                    event_id: s("E1"),
+                    person_id: s("S1"),
+                    role: None,
+                    note: s("Seat 12"),
+                },
+            ],
+            event_locations: vec![RawEventLocation {
+                event_id: s("E1"),
+                location_id: s("R1"),
+            }],
+        };
+        Timetable::build(
+            raw,
+            &Rules {
+                timezone: jiff::tz::TimeZone::get("Europe/London").unwrap(),
+                max_event_hours: 24,
+            },
+        )
+    }
+
+    #[test]
+    fn builtin_rendering_reads_well_on_a_phone() {
+        let tt = timetable();
+        let r = Renderer::new(RenderSettings {
+            profile: "teaching".into(),
+            categories: vec!["Timetable".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let s1 = tt.person_index("S1").unwrap();
+        let ev = r.render(&tt, s1, 0).unwrap();
+        assert_eq!(ev.subject, "CHEM2041 Organic Chemistry");
+        assert_eq!(ev.location, "Room 1.14, Chemistry Building");
+        expect_test::expect![[r#"
+            Seat 12
+            Module: CHEM2041 Organic Chemistry II
+            Type: Lecture
+            Staff: Dr Tea
+            Groups: CHEM2-S01"#]]
+        .assert_eq(&ev.body);
+        assert_eq!(ev.geo, Some((51.5, -0.1)));
+        assert_eq!(ev.start.to_string(), "2026-10-01T08:00:00Z");
+        // The lecturer's copy has no seat.
+        let t1 = tt.person_index("T1").unwrap();
+        assert!(!r.render(&tt, t1, 0).unwrap().body.contains("Seat"));
+    }
+
+    #[test]
+    fn templates_replace_the_builtin_rendering_and_change_the_salt() {
+        let tt = timetable();
+        let builtin = Renderer::new(RenderSettings {
+            profile: "p".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let r = Renderer::new(RenderSettings {
+            profile: "p".into(),
+            subject_template: Some("{{ event_type }}: {{ title }}".into()),
+            body_template: Some("{{ person.display_name }} — {{ hosts | join(', ') }}{% if note %} ({{ note }}){% endif %}".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let ev = r.render(&tt, tt.person_index("S1").unwrap(), 0).unwrap();
+        assert_eq!(ev.subject, "Lecture: Organic Chemistry");
+        assert_eq!(ev.body, "Sam One — Dr Tea (Seat 12)");
+        assert_ne!(r.salt(), builtin.salt());
+        let bad = Renderer::new(RenderSettings {
+            subject_template: Some("{{ oops".into()),
+            ..Default::default()
+        });
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .starts_with("template `subject` does not compile"));
+    }
+}
