@@ -267,5 +267,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         s / f,
         rss_sync / 1024
     );
+    println!(
+        "| sync after a 1% change ({updates} updates written to vdir) | {c:.2} s | {:.2} | {} MiB |",
+        c / f,
+        rss_changed / 1024
+    );
     Ok(ExitCode::SUCCESS)
 }
