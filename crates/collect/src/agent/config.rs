@@ -11,6 +11,7 @@
 //! chunk_size = 1048576                  # bytes per chunk before compression. Default 1 MiB (4 KiB–16 MiB)
 //! compression_level = 3                 # zstd level 1–19. Default 3
 //! max_bytes_per_second = 0              # upload bandwidth cap after compression; 0 = none. Default 0
+//! parallel_uploads = 4                  # files sent at once (1–32). Default 4
 //! proxy = "http://proxy.local:3128"     # HTTP proxy for reaching the hub. Default: none (HTTP_PROXY is ignored)
 //! retry_max = "5m"                      # longest wait between attempts while the hub is unreachable. Default 5m
 //! request_timeout = "2m"                # one request, start to end. Default 2m
@@ -70,6 +71,8 @@ pub struct AgentConfig {
     pub compression_level: i32,
     /// 0 = no cap.
     pub max_bytes_per_second: u64,
+    /// Files sent at once.
+    pub parallel_uploads: usize,
     pub proxy: Option<String>,
     pub retry_max: Duration,
     pub request_timeout: Duration,
@@ -97,6 +100,7 @@ struct Raw {
     chunk_size: Option<Spanned<i64>>,
     compression_level: Option<Spanned<i64>>,
     max_bytes_per_second: Option<Spanned<i64>>,
+    parallel_uploads: Option<Spanned<i64>>,
     proxy: Option<Spanned<String>>,
     retry_max: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
@@ -361,6 +365,7 @@ impl AgentConfig {
             chunk_size,
             compression_level,
             max_bytes_per_second,
+            parallel_uploads: cx.int(raw.parallel_uploads, "parallel_uploads", 1..=32, 4)? as usize,
             proxy,
             retry_max: cx.duration(raw.retry_max, "retry_max", Duration::from_secs(300))?,
             request_timeout: cx.duration(
@@ -472,7 +477,10 @@ prune_after = "30d"
     fn the_committed_example_is_valid() {
         let c = parse(include_str!("../../../../dist/agent.example.toml")).unwrap();
         assert_eq!(c.datasets.len(), 2);
-        assert_eq!(c.datasets[1].prune_after, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            c.datasets[1].prune_after,
+            Some(Duration::from_secs(30 * 86_400))
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub struct Agent {
     /// (dataset, path) -> (size, mtime, first seen with this stat)
     settling: HashMap<(usize, String), (u64, i64, Instant)>,
     /// (dataset, path) -> (size, mtime, blake3)
-    hashes: HashMap<(usize, String), (u64, i64, String)>,
+    hashes: Mutex<HashMap<(usize, String), (u64, i64, String)>>,
     stats: Arc<Mutex<AgentStats>>,
 }
 
@@ -166,7 +166,7 @@ impl Agent {
             throttle,
             started: Instant::now(),
             settling: HashMap::new(),
-            hashes: HashMap::new(),
+            hashes: Mutex::default(),
             stats: Arc::default(),
         })
     }
@@ -215,8 +215,31 @@ impl Agent {
             }
             let mut failed = false;
             let mut sent_any = false;
-            for c in ready {
-                match self.send(&c).await {
+            // Up to `parallel_uploads` files at once (hides round trips and the
+            // hub's syncs); after the first retryable failure no new file starts.
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let this = &*self;
+            let results: Vec<(Candidate, Option<Result<(), SendError>>)> =
+                futures_util::stream::iter(ready)
+                    .map(|c| {
+                        let stop = &stop;
+                        async move {
+                            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                                return (c, None);
+                            }
+                            let r = this.send(&c).await;
+                            if matches!(r, Err(SendError::Retry(_) | SendError::Rehash(_))) {
+                                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            (c, Some(r))
+                        }
+                    })
+                    .buffered(self.cfg.parallel_uploads)
+                    .collect()
+                    .await;
+            for (c, r) in results {
+                let Some(r) = r else { continue };
+                match r {
                     Ok(()) => {
                         backoff = initial;
                         sent_any = true;
@@ -237,14 +260,12 @@ impl Agent {
                     }
                     Err(SendError::Rehash(why)) => {
                         tracing::warn!(path = %c.abs.display(), reason = %why, "upload restarted");
-                        self.hashes.remove(&(c.dataset, c.rel.clone()));
+                        self.hashes().remove(&(c.dataset, c.rel.clone()));
                         failed = true;
-                        break;
                     }
                     Err(SendError::Retry(why)) => {
                         tracing::warn!(path = %c.abs.display(), reason = %why, retry_in = ?backoff, "hub not reachable or busy; will retry");
                         failed = true;
-                        break;
                     }
                 }
             }
@@ -336,7 +357,10 @@ impl Agent {
             }
         }
         self.settling.retain(|k, _| seen.contains(k));
-        self.hashes.retain(|k, _| seen.contains(k));
+        self.hashes
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| seen.contains(k));
         ready.sort_by_key(|c| (c.mtime_ns, c.dataset, c.rel.clone()));
         Ok((ready, bfiles, bbytes, settling))
     }
@@ -371,11 +395,16 @@ impl Agent {
         }
     }
 
-    async fn send(&mut self, c: &Candidate) -> Result<(), SendError> {
+    fn hashes(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), (u64, i64, String)>> {
+        self.hashes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn send(&self, c: &Candidate) -> Result<(), SendError> {
         let ds = self.cfg.datasets[c.dataset].name.clone();
         let key = (c.dataset, c.rel.clone());
-        let hash = match self.hashes.get(&key) {
-            Some((s, m, h)) if *s == c.size && *m == c.mtime_ns => h.clone(),
+        let cached = self.hashes().get(&key).cloned();
+        let hash = match cached {
+            Some((s, m, h)) if s == c.size && m == c.mtime_ns => h,
             _ => {
                 let p = c.abs.clone();
                 let (size, h) = tokio::task::spawn_blocking(move || hash_file(&p))
@@ -385,7 +414,7 @@ impl Agent {
                 if size != c.size || !same_stat(&c.abs, c.size, c.mtime_ns) {
                     return Err(SendError::Changed);
                 }
-                self.hashes
+                self.hashes()
                     .insert(key.clone(), (c.size, c.mtime_ns, h.clone()));
                 h
             }
