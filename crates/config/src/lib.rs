@@ -126,6 +126,9 @@ pub struct SourceConfig {
     pub url: SourceUrl,
     /// View name prefix. Default `tt_`.
     pub prefix: String,
+    /// Environment variable holding the database password (PostgreSQL and
+    /// MariaDB/MySQL sources); it replaces any password in `url`. Default: none.
+    pub password_env: Option<EnvKey>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -441,6 +444,7 @@ struct RawProfile {
 struct RawSource {
     url: Option<Spanned<String>>,
     prefix: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -715,7 +719,26 @@ impl Cx<'_> {
                         ))
                     }
                 };
-                SourceConfig { url, prefix }
+                let password_env = match s.password_env {
+                    None => None,
+                    Some(v) if !matches!(url, SourceUrl::Postgres(_) | SourceUrl::Mysql(_)) => {
+                        return Err(self.err_at(
+                            v.span(),
+                            format!("profile {name:?}: source.password_env applies only to postgres:// and mysql:// sources; remove it"),
+                        ))
+                    }
+                    Some(v) if v.get_ref().trim().is_empty() => {
+                        return Err(self.err_at(
+                            v.span(),
+                            format!("profile {name:?}: source.password_env is empty; name the environment variable that holds the password, e.g. password_env = \"EDUSYNC_SOURCE_PASSWORD\""),
+                        ))
+                    }
+                    Some(v) => Some(EnvKey {
+                        var: v.into_inner(),
+                        key: format!("profiles[{i}].source.password_env"),
+                    }),
+                };
+                SourceConfig { url, prefix, password_env }
             }
         };
         let window = match raw.window {

@@ -132,10 +132,25 @@ fn bad_configs_name_key_file_and_line() {
             "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"caldav\"\ncalendar_url = \"https://dav/x/\"\n",
             "config file /etc/edusync/edusync.toml, line 7: profile \"t\": profiles[0].targets[0].calendar_url must contain {email} or {person_id} so each person gets their own calendar",
         ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\npassword_env = \"PW\"\n",
+            "config file /etc/edusync/edusync.toml, line 5: profile \"t\": source.password_env applies only to postgres:// and mysql:// sources; remove it",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(&err(text), want, "config:\n{text}");
     }
+}
+
+#[test]
+fn source_password_env_is_kept_by_name() {
+    let c = Config::parse(
+        Path::new("/etc/edusync/edusync.toml"),
+        "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"postgres://edusync@db/tt\"\npassword_env = \"TT_PW\"\n[[profiles.targets]]\nkind = \"vdir\"\npath = \"c\"\n",
+    )
+    .unwrap();
+    let env = c.profiles[0].source.password_env.as_ref().unwrap();
+    assert_eq!((env.var.as_str(), env.key.as_str()), ("TT_PW", "profiles[0].source.password_env"));
 }
 
 #[test]

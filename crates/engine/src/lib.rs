@@ -104,7 +104,7 @@ impl Desire {
 
 /// Reads the source of `profile` and works out what every calendar must hold.
 pub fn desire(profile: &Profile, now: jiff::Timestamp) -> Result<Desire> {
-    let raw = edusync_sources::read(&profile.source.url, &profile.source.prefix)?;
+    let raw = edusync_sources::read_source(&profile.source)?;
     let tt = Timetable::build(
         raw,
         &Rules {

@@ -33,7 +33,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let rt = common::runtime()?;
     for p in &config.profiles {
-        match edusync_sources::probe(&p.source.url, &p.source.prefix) {
+        match edusync_sources::probe_source(&p.source) {
             Ok(probe) => {
                 let rows: Vec<String> =
                     probe.rows.iter().map(|(v, n)| format!("{v} {n}")).collect();

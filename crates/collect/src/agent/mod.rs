@@ -65,6 +65,9 @@ enum SendError {
     Rehash(String),
 }
 
+/// (dataset, path) -> (size, mtime, blake3) of files hashed but not yet acknowledged.
+type HashCache = HashMap<(usize, String), (u64, i64, String)>;
+
 /// One file found by a scan.
 #[derive(Debug, Clone)]
 struct Candidate {
@@ -116,7 +119,7 @@ pub struct Agent {
     /// (dataset, path) -> (size, mtime, first seen with this stat)
     settling: HashMap<(usize, String), (u64, i64, Instant)>,
     /// (dataset, path) -> (size, mtime, blake3)
-    hashes: Mutex<HashMap<(usize, String), (u64, i64, String)>>,
+    hashes: Mutex<HashCache>,
     stats: Arc<Mutex<AgentStats>>,
 }
 
@@ -395,7 +398,7 @@ impl Agent {
         }
     }
 
-    fn hashes(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), (u64, i64, String)>> {
+    fn hashes(&self) -> std::sync::MutexGuard<'_, HashCache> {
         self.hashes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
