@@ -5,14 +5,26 @@
 //! Only the ledger changes here; the plan that follows does the writing, so
 //! drift repair goes through the same outbox, guard and delivery as any
 //! other change.
+//!
+//! An event deleted by hand is restored by keeping its row with no
+//! `remote_id`, a fingerprint no content has and `sequence + 1`: the plan
+//! rewrites it, and targets that de-duplicate creates by a key (Graph's
+//! `transactionId`, derived from the sequence) create it as a new
+//! generation instead of being answered with the deleted one.
+//!
+//! Calendars are listed a few at a time; a calendar that cannot be listed
+//! (a mailbox gone, a timeout) is skipped with a warning, and checked again
+//! next cycle: drift repair never stops a cycle.
 
 use std::collections::{BTreeMap, HashMap};
+
+use futures_util::stream::{self, StreamExt};
 
 use edusync_config::{DriftMode, Profile};
 use edusync_core::window::Window;
 use edusync_store::{LedgerEntry, Store};
 use edusync_targets::Target;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::Result;
 
@@ -31,24 +43,42 @@ pub async fn reconcile(
     }
     let mut changes = Vec::new();
     let (mut edited, mut deleted) = (0u64, 0u64);
-    for (calendar, rows) in by_calendar {
-        let remote: HashMap<String, edusync_targets::RemoteItem> = target
-            .list(&calendar, &profile.name)
-            .await?
-            .into_iter()
-            .map(|r| (r.event_id.clone(), r))
-            .collect();
+    let concurrency = target.calendar_concurrency().clamp(1, 32);
+    let mut listed = stream::iter(by_calendar)
+        .map(|(calendar, rows)| async move {
+            let r = target.list(&calendar, &profile.name, window).await;
+            (calendar, rows, r)
+        })
+        .buffer_unordered(concurrency);
+    while let Some((calendar, rows, listing)) = listed.next().await {
+        let remote: HashMap<String, edusync_targets::RemoteItem> = match listing {
+            Ok(items) => items.into_iter().map(|r| (r.event_id.clone(), r)).collect(),
+            Err(e) => {
+                warn!(profile = %profile.name, target = target_name, calendar = %calendar, error = %e, "drift check skipped for this calendar");
+                continue;
+            }
+        };
         for l in rows {
             if l.gone {
                 continue;
             }
             match remote.get(&l.event_id) {
+                // Already waiting to be created again.
+                None if l.remote_id.is_none() => {}
                 None => {
                     deleted += 1;
                     match profile.drift {
-                        DriftMode::Restore => {
-                            changes.push((l.person_id.clone(), l.event_id.clone(), None))
-                        }
+                        DriftMode::Restore => changes.push((
+                            l.person_id.clone(),
+                            l.event_id.clone(),
+                            Some(LedgerEntry {
+                                fingerprint: 0,
+                                remote_id: None,
+                                etag: None,
+                                sequence: l.sequence + 1,
+                                ..l
+                            }),
+                        )),
                         _ => changes.push((
                             l.person_id.clone(),
                             l.event_id.clone(),

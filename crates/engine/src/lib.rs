@@ -55,6 +55,7 @@ pub fn targets(profile: &Profile) -> Result<Vec<(String, Arc<Target>)>> {
                     &t.name,
                     v.path.clone(),
                 )),
+                TargetKind::Graph(g) => Target::Graph(graph_target(profile, &t.name, g)?),
                 other => {
                     return Err(EngineError::Usage(format!(
                         "profile {:?}: target {:?} of kind {:?} is not available in this build",
@@ -67,6 +68,42 @@ pub fn targets(profile: &Profile) -> Result<Vec<(String, Arc<Target>)>> {
             Ok((t.name.clone(), Arc::new(target)))
         })
         .collect()
+}
+
+/// The `graph` target of a profile; the client secret is read from its `_env` variable now.
+fn graph_target(
+    profile: &Profile,
+    name: &str,
+    g: &edusync_config::GraphConfig,
+) -> Result<edusync_targets::graph::GraphTarget> {
+    let secret = edusync_config::secret_from_env(
+        std::path::Path::new("the config file"),
+        &g.client_secret_env,
+    )
+    .map_err(|e| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name)))?;
+    Ok(edusync_targets::graph::GraphTarget::from_settings(
+        name,
+        edusync_targets::graph::GraphSettings {
+            authority_url: g.authority_url.clone(),
+            graph_url: g.graph_url.clone(),
+            tenant_id: g.tenant_id.clone(),
+            client_id: g.client_id.clone(),
+            client_secret: secret,
+            calendar: g.calendar.clone(),
+        },
+    ))
+}
+
+/// One person's calendar of `profile` to probe in `check` (targets like
+/// Graph prove access per mailbox): the first person with an email in the source.
+pub fn probe_calendar(profile: &Profile) -> Option<String> {
+    let raw = edusync_sources::read(&profile.source.url, &profile.source.prefix).ok()?;
+    raw.people
+        .into_iter()
+        .filter_map(|p| p.email)
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| e.contains('@'))
+        .min()
 }
 
 pub fn renderer(profile: &Profile) -> Result<Renderer> {
@@ -783,8 +820,34 @@ pub fn reject(store: &dyn Store, run: RunId) -> Result<u64> {
 pub async fn cleardown(profile: &Profile, store: &dyn Store) -> Result<(RunId, u64)> {
     let run = store.start_run(&profile.name, RunKind::Cleardown)?;
     let mut removed = 0;
+    // Every calendar known: the source's people (when it can be read) and the ledger's.
+    let people: std::collections::BTreeSet<String> = match edusync_sources::read(
+        &profile.source.url,
+        &profile.source.prefix,
+    ) {
+        Ok(raw) => raw
+            .people
+            .into_iter()
+            .filter_map(|p| p.email)
+            .map(|e| e.trim().to_lowercase())
+            .filter(|e| e.contains('@'))
+            .collect(),
+        Err(e) => {
+            warn!(profile = %profile.name, error = %e, "cleardown: source unreadable; clearing the calendars the ledger knows");
+            Default::default()
+        }
+    };
     for (name, target) in targets(profile)? {
-        removed += target.cleardown(&profile.name).await?;
+        let mut calendars = people.clone();
+        calendars.extend(
+            store
+                .ledger_all(&profile.name, &name)?
+                .into_iter()
+                .map(|l| l.calendar)
+                .filter(|c| !c.is_empty()),
+        );
+        let calendars: Vec<String> = calendars.into_iter().collect();
+        removed += target.cleardown(&profile.name, &calendars).await?;
         // Nothing of this profile is left on the target: forget it, and drop its pending work.
         let forget: Vec<(String, String, Option<LedgerEntry>)> = store
             .ledger_all(&profile.name, &name)?

@@ -14,7 +14,8 @@ use crate::{CalendarOp, Outcome, Target};
 
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
-    /// Calendars worked on at once (further capped by the target).
+    /// Calendars worked on at once, further capped by the target's
+    /// [`Target::calendar_concurrency`] (which is what normally decides).
     pub calendar_concurrency: usize,
     /// Ops handed to the target per call.
     pub batch: usize,
@@ -27,7 +28,7 @@ pub struct DeliveryOptions {
 impl Default for DeliveryOptions {
     fn default() -> Self {
         DeliveryOptions {
-            calendar_concurrency: 16,
+            calendar_concurrency: 4096,
             batch: 100,
             retries: 3,
             backoff: Duration::from_millis(200),

@@ -6,12 +6,13 @@
 //! carry the edusync marker, and replaying any op is harmless.
 //!
 //! - [`vdir`]: a local folder of `.ics` files per person.
-//! - [`graph`]: Microsoft 365 through Microsoft Graph (client; not yet wired into [`Target`]).
+//! - [`graph`]: Microsoft 365 through Microsoft Graph: the client and [`graph::GraphTarget`].
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
 //!
 //! Architecture invariant: only this crate talks to calendar services.
 
 use edusync_core::render::RenderedEvent;
+use edusync_core::window::Window;
 
 pub mod delivery;
 pub mod graph;
@@ -82,12 +83,14 @@ pub enum TargetError {
 #[derive(Debug)]
 pub enum Target {
     Vdir(vdir::VdirTarget),
+    Graph(graph::GraphTarget),
 }
 
 impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Vdir(_) => "vdir",
+            Target::Graph(_) => "graph",
         }
     }
 
@@ -95,32 +98,46 @@ impl Target {
     pub async fn apply(&self, calendar: &str, ops: &[CalendarOp]) -> Vec<Outcome> {
         match self {
             Target::Vdir(t) => t.apply(calendar, ops),
+            Target::Graph(t) => t.apply(calendar, ops).await,
         }
     }
 
-    /// The edusync events of `profile` in `calendar`.
+    /// The edusync events of `profile` in `calendar`; targets that can ask
+    /// for a time range (Graph) list only events overlapping `window`.
     pub async fn list(
         &self,
         calendar: &str,
         profile: &str,
+        window: &Window,
     ) -> Result<Vec<RemoteItem>, TargetError> {
         match self {
             Target::Vdir(t) => t.list(calendar, profile),
+            Target::Graph(t) => t.list(calendar, profile, window.start..window.end).await,
         }
     }
 
     /// Removes every event of `profile` from every calendar, found by marker,
-    /// so it works with an empty ledger. Returns how many were removed.
-    pub async fn cleardown(&self, profile: &str) -> Result<u64, TargetError> {
+    /// so it works with an empty ledger. `calendars` are the calendars known
+    /// (the ledger's and the source's people): targets that cannot list
+    /// every calendar themselves (Graph) clear those. Returns how many were removed.
+    pub async fn cleardown(&self, profile: &str, calendars: &[String]) -> Result<u64, TargetError> {
         match self {
             Target::Vdir(t) => t.cleardown(profile),
+            Target::Graph(t) => t.cleardown(profile, calendars).await,
         }
     }
 
     /// Reaches the target and checks it can be written; says what is wrong otherwise.
     pub async fn check(&self) -> Result<String, TargetError> {
+        self.check_calendar(None).await
+    }
+
+    /// Like [`Target::check`], also reading calendar `probe` (one person's)
+    /// where the target can only prove access per calendar (Graph).
+    pub async fn check_calendar(&self, probe: Option<&str>) -> Result<String, TargetError> {
         match self {
             Target::Vdir(t) => t.check(),
+            Target::Graph(t) => t.check(probe).await,
         }
     }
 
@@ -128,6 +145,7 @@ impl Target {
     pub fn calendar_concurrency(&self) -> usize {
         match self {
             Target::Vdir(_) => 4,
+            Target::Graph(_) => graph::target::MAILBOX_CONCURRENCY,
         }
     }
 }

@@ -56,7 +56,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         match edusync_engine::targets(p) {
             Ok(targets) => {
                 for (name, t) in targets {
-                    match rt.block_on(t.check()) {
+                    // Graph proves access per mailbox: probe one person's.
+                    let probe = match t.kind() {
+                        "graph" => edusync_engine::probe_calendar(p),
+                        _ => None,
+                    };
+                    match rt.block_on(t.check_calendar(probe.as_deref())) {
                         Ok(msg) => println!("✓ profile {}: {msg}", p.name),
                         Err(e) => {
                             problems += 1;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::TokenCache;
+use super::limit::SlidingWindow;
 use super::mapping::{self, odata_string, path_segment, query_value};
 use super::{
     GraphApplied, GraphClientOptions, GraphError, GraphOp, GraphOpResult, GraphSettings,
@@ -42,6 +43,8 @@ struct Inner {
     base: String,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     calendars: Mutex<HashMap<String, String>>,
+    /// Graph's global per-app limit, kept by the client.
+    app_rate: Option<SlidingWindow>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,6 +57,8 @@ struct Gate {
     sem: Arc<Semaphore>,
     max: u32,
     hold_until: Mutex<Option<Instant>>,
+    /// Outlook's requests per mailbox per window, kept by the client.
+    rate: Option<SlidingWindow>,
 }
 
 impl Gate {
@@ -160,6 +165,7 @@ impl GraphClient {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let base = format!("{}/v1.0", settings.graph_url.trim_end_matches('/'));
+        let app_rate = opts.app_rate.map(SlidingWindow::new);
         Self {
             inner: Arc::new(Inner {
                 tokens: TokenCache::new(&settings),
@@ -169,6 +175,7 @@ impl GraphClient {
                 base,
                 gates: Mutex::new(HashMap::new()),
                 calendars: Mutex::new(HashMap::new()),
+                app_rate,
             }),
         }
     }
@@ -178,8 +185,21 @@ impl GraphClient {
         &self.inner.settings
     }
 
+    /// Waits until `n` more requests for `gate`'s mailbox fit in the
+    /// mailbox's and the app's rate windows (each request of a batch counts).
+    async fn pace(&self, gate: &Gate, n: usize) {
+        let n = n as u32;
+        if let Some(r) = &gate.rate {
+            r.take(n).await;
+        }
+        if let Some(r) = &self.inner.app_rate {
+            r.take(n).await;
+        }
+    }
+
     fn gate(&self, mailbox: &str) -> Arc<Gate> {
         let max = self.inner.opts.mailbox_concurrency.max(1);
+        let rate = self.inner.opts.mailbox_rate;
         lock(&self.inner.gates)
             .entry(mailbox.to_lowercase())
             .or_insert_with(|| {
@@ -187,6 +207,7 @@ impl GraphClient {
                     sem: Arc::new(Semaphore::new(max)),
                     max: max as u32,
                     hold_until: Mutex::new(None),
+                    rate: rate.map(SlidingWindow::new),
                 })
             })
             .clone()
@@ -299,6 +320,7 @@ impl GraphClient {
                     Some(left),
                 )
             })?;
+            self.pace(&gate, 1).await;
             let r = self.send(mailbox, method.clone(), url, body).await;
             drop(permit);
             let err = match r {
@@ -412,6 +434,19 @@ impl GraphClient {
         }
     }
 
+    /// Gets (or reuses) the app's token: proves the credentials work.
+    pub async fn token(&self) -> Result<(), GraphError> {
+        self.inner.tokens.get(&self.inner.http).await.map(|_| ())
+    }
+
+    /// Reads the list of `mailbox`'s calendars and answers how many there
+    /// are: proves the app may read that mailbox (for `check`).
+    pub async fn probe_calendars(&self, mailbox: &str) -> Result<usize, GraphError> {
+        let url = format!("{}/calendars?$select=id,name", self.user_url(mailbox));
+        let v = self.call(mailbox, Method::GET, &url, None).await?;
+        Ok(v["value"].as_array().map_or(0, Vec::len))
+    }
+
     /// Forgets the calendar id found for `mailbox` (after [`GraphError::CalendarNotFound`]).
     pub fn forget_calendar(&self, mailbox: &str) {
         lock(&self.inner.calendars).remove(&mailbox.to_lowercase());
@@ -503,6 +538,7 @@ impl GraphClient {
                         break;
                     }
                 };
+                self.pace(&gate, chunk.len()).await;
                 let requests: Vec<Value> = chunk
                     .iter()
                     .map(|&i| self.inner_request(mailbox, calendar_id, i, &ops[i]))

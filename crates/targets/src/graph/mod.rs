@@ -19,6 +19,10 @@
 //!   5xx and connection failures are retried with jittered exponential
 //!   backoff; other 4xx fail the op permanently; an unknown or unlicensed
 //!   mailbox fails that mailbox's ops permanently.
+//! * **Rates**: the client also keeps Outlook's 10,000 requests per 10
+//!   minutes per mailbox and Graph's global per-app limit (130,000 requests
+//!   per 10 seconds) itself, counting each request inside a batch, so a big
+//!   initial load runs at the limit instead of into it (see `limit.rs`).
 //! * **Reconcile**: [`GraphClient::list_marked`] lists the events carrying
 //!   the marker in a window (calendarView, all pages); personal events are
 //!   never returned.
@@ -36,7 +40,9 @@
 
 mod auth;
 mod client;
+mod limit;
 mod mapping;
+pub mod target;
 
 #[cfg(test)]
 mod tests;
@@ -48,6 +54,7 @@ use jiff::Timestamp;
 
 pub use client::GraphClient;
 pub use mapping::transaction_id;
+pub use target::GraphTarget;
 
 /// The edusync marker: a single-value extended property (string) in
 /// edusync's own property set. Its value is `<profile>/<event key>`.
@@ -104,6 +111,17 @@ pub struct GraphClientOptions {
     pub request_timeout: Duration,
     /// `$top` of list requests.
     pub page_size: usize,
+    /// Requests per mailbox per window (Outlook: 10,000 per 10 minutes); `None` for no client-side limit.
+    pub mailbox_rate: Option<RequestRate>,
+    /// Requests of the whole app per window (Graph: 130,000 per 10 seconds); `None` for no client-side limit.
+    pub app_rate: Option<RequestRate>,
+}
+
+/// At most `requests` in any sliding `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRate {
+    pub requests: u32,
+    pub window: Duration,
 }
 
 impl Default for GraphClientOptions {
@@ -117,6 +135,14 @@ impl Default for GraphClientOptions {
             max_retry_after: Duration::from_secs(300),
             request_timeout: Duration::from_secs(60),
             page_size: 100,
+            mailbox_rate: Some(RequestRate {
+                requests: 10_000,
+                window: Duration::from_secs(600),
+            }),
+            app_rate: Some(RequestRate {
+                requests: 130_000,
+                window: Duration::from_secs(10),
+            }),
         }
     }
 }
