@@ -95,7 +95,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let store = common::store(&cfg)?;
             let rt = common::runtime()?;
             let t = Instant::now();
-            let r = rt.block_on(edusync_engine::sync(&cfg, &cfg.profiles[0], store.as_ref(), &mut edusync_engine::NoProgress))?;
+            let r = rt.block_on(edusync_engine::sync(
+                &cfg,
+                &cfg.profiles[0],
+                store.as_ref(),
+                &mut edusync_engine::NoProgress,
+            ))?;
             let secs = t.elapsed().as_secs_f64();
             println!(
                 "{{\"secs\":{secs},\"peak_rss_kib\":{},\"update\":{},\"unchanged\":{},\"status\":\"{}\"}}",
@@ -218,8 +223,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     // Plan + apply after a 1% change: a copy of the in-sync state, 1% of events retitled.
     let changed_src = dir.join("changed-timetable.db");
     std::fs::copy(&timetable, &changed_src)?;
-    rusqlite::Connection::open(&changed_src)?
-        .execute("UPDATE tt_events SET title = title || ' (revised)' WHERE rowid % 100 = 0", [])?;
+    rusqlite::Connection::open(&changed_src)?.execute(
+        "UPDATE tt_events SET title = title || ' (revised)' WHERE rowid % 100 = 0",
+        [],
+    )?;
     let mut changed = Vec::new();
     let mut rss_changed = 0u64;
     let mut updates = 0u64;
@@ -241,7 +248,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .output()
             .context("running the sync child")?;
         if !out.status.success() {
-            bail!("sync child failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "sync child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         changed.push(v["secs"].as_f64().unwrap_or(0.0));
