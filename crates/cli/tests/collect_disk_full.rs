@@ -19,7 +19,7 @@ async fn full_disk_corrupts_nothing_and_recovers() {
         "school-full",
         &token,
         hub.addr(),
-        &format!("{FAST}chunk_size = 16384\n"),
+        &format!("{FAST}chunk_size = 16384\nparallel_uploads = 1\n"),
     );
     let mut rng = Rng::new(3);
     for i in 0..8 {

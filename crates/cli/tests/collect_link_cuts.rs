@@ -92,3 +92,42 @@ async fn thin_data_across_a_link_cut_every_few_seconds_arrives_complete() {
         "{hb}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_cap_is_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = HubProc::start(&tmp.path().join("hub"), "");
+    let token = hub.site_add("school-capped");
+    let proxy = FaultProxy::start(hub.addr(), ProxyOptions::default())
+        .await
+        .unwrap();
+    let mut agent = AgentProc::new(
+        &tmp.path().join("site"),
+        "school-capped",
+        &token,
+        proxy.addr(),
+        &format!("{FAST}chunk_size = 65536\nmax_bytes_per_second = 150000\n"),
+    );
+    // Incompressible: 450 kB at 150 kB/s takes about 3 s (less the first burst).
+    std::fs::write(
+        agent.data.join("progress/capped.csv"),
+        Rng::new(9).bytes(450_000),
+    )
+    .unwrap();
+    let want = expected(&agent.data);
+    let t = std::time::Instant::now();
+    agent.spawn();
+    wait_until(
+        "the capped file at the hub",
+        Duration::from_secs(30),
+        || hub.manifest("school-capped") == want,
+        || agent.log_tail(),
+    )
+    .await;
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "cap not honoured: 450 kB in {took:?}"
+    );
+    assert_complete(&hub, "school-capped", &agent.data);
+}
