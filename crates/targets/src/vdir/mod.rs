@@ -5,7 +5,10 @@
 //! - File names are deterministic (`edusync-<profile>-<hash>.ics`), so a
 //!   replayed create overwrites instead of duplicating.
 //! - Writes go to a temporary file in the same folder, then are renamed
-//!   over the target: a reader never sees half a file. Files are not
+//!   over the target: a reader never sees half a file. A process killed
+//!   mid-write can leave that file (`.<name>.tmp`) behind; it is never read
+//!   as an event, the next write of the event replaces it, and deleting the
+//!   event or a cleardown removes it. Files are not
 //!   fsynced one by one (that would cost more than the write); a power cut
 //!   can lose the newest files, and the ledger commit after them, so the
 //!   next cycle writes them again.
@@ -64,6 +67,20 @@ impl VdirTarget {
         format!("{}.ics", keys::resource_name(profile, event_id))
     }
 
+    /// The temporary file a write of `name` goes through.
+    fn tmp_name(name: &str) -> String {
+        format!(".{name}.tmp")
+    }
+
+    /// Whether `name` is a temporary file of one of `profile`'s writes.
+    fn is_own_tmp(name: &str, profile: &str) -> bool {
+        name.strip_prefix(".edusync-")
+            .and_then(|r| r.strip_prefix(profile))
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.strip_suffix(".ics.tmp"))
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
     /// Checks an existing file belongs to `profile` before it is replaced or removed.
     fn owned(path: &Path, profile: &str) -> Result<bool, (bool, String)> {
         match fs::read_to_string(path) {
@@ -117,7 +134,7 @@ impl VdirTarget {
                 stamp: jiff::Timestamp::now(),
             },
         );
-        let tmp = dir.join(format!(".{name}.tmp"));
+        let tmp = dir.join(Self::tmp_name(&name));
         let io = |e: std::io::Error| (true, format!("cannot write {}: {e}", path.display()));
         {
             let mut f = fs::File::create(&tmp).map_err(io)?;
@@ -140,6 +157,8 @@ impl VdirTarget {
             .and_then(|p| p.remote_id.clone())
             .unwrap_or_else(|| Self::file_name(&op.profile, &op.event_id));
         let path = self.dir(calendar).join(&name);
+        // A write of this event cut short by a crash may have left its temporary file.
+        let _ = fs::remove_file(self.dir(calendar).join(Self::tmp_name(&name)));
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Deleted),
@@ -210,6 +229,12 @@ impl VdirTarget {
                 continue;
             }
             let calendar = person.file_name().to_string_lossy().into_owned();
+            // Temporary files of writes cut short by a crash (not events: not counted).
+            for entry in fs::read_dir(person.path()).into_iter().flatten().flatten() {
+                if Self::is_own_tmp(&entry.file_name().to_string_lossy(), profile) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
             for item in self.list(&calendar, profile)? {
                 let path = person.path().join(&item.remote_id);
                 match fs::remove_file(&path) {

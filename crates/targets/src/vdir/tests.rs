@@ -173,3 +173,59 @@ fn cleardown_removes_only_this_profiles_events() {
     assert_eq!(t.cleardown("teaching").unwrap(), 1);
     assert_eq!(fs::read_dir(dir.path().join(cal)).unwrap().count(), 2);
 }
+
+#[test]
+fn temp_files_left_by_a_crash_are_removed_by_delete_and_cleardown() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = VdirTarget::new("vdir", dir.path().to_path_buf());
+    let cal = "p1@example.ac.uk";
+    for id in ["E1", "E2"] {
+        t.apply(
+            cal,
+            &[op(
+                OpKind::Create,
+                Some(ev("teaching", id, "One")),
+                id,
+                None,
+            )],
+        );
+    }
+    let folder = dir.path().join(cal);
+    let tmp = |id: &str| folder.join(VdirTarget::tmp_name(&VdirTarget::file_name("teaching", id)));
+    // A write killed half-way: the temporary file stays; it is not an event.
+    fs::write(tmp("E1"), "BEGIN:VCALENDAR\r\nBEGIN:VEV").unwrap();
+    fs::write(tmp("E2"), "BEGIN:VCALENDAR\r\nBEGIN:VEV").unwrap();
+    let other = folder.join(VdirTarget::tmp_name(&VdirTarget::file_name(
+        "teaching-x",
+        "E1",
+    )));
+    fs::write(&other, "x").unwrap();
+    assert_eq!(t.list(cal, "teaching").unwrap().len(), 2);
+    assert!(VdirTarget::is_own_tmp(
+        &VdirTarget::tmp_name(&VdirTarget::file_name("teaching", "E1")),
+        "teaching"
+    ));
+    assert!(!VdirTarget::is_own_tmp(
+        &VdirTarget::tmp_name(&VdirTarget::file_name("teaching-x", "E1")),
+        "teaching"
+    ));
+    assert!(!VdirTarget::is_own_tmp(".dentist.ics.tmp", "teaching"));
+
+    let out = t.apply(cal, &[op(OpKind::Delete, None, "E1", None)]);
+    assert!(matches!(out[0], Outcome::Deleted), "{out:?}");
+    assert!(
+        !tmp("E1").exists(),
+        "delete removes the event's temporary file"
+    );
+    assert!(tmp("E2").exists());
+    assert_eq!(
+        t.cleardown("teaching").unwrap(),
+        1,
+        "temporary files are not counted as events"
+    );
+    assert!(
+        !tmp("E2").exists(),
+        "cleardown removes the profile's temporary files"
+    );
+    assert!(other.exists(), "another profile's temporary file stays");
+}
