@@ -165,7 +165,7 @@ impl GraphClient {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let base = format!("{}/v1.0", settings.graph_url.trim_end_matches('/'));
-        let app_rate = opts.app_rate.map(SlidingWindow::new);
+        let app_rate = opts.app_rate.map(|r| SlidingWindow::new(r, true));
         Self {
             inner: Arc::new(Inner {
                 tokens: TokenCache::new(&settings),
@@ -207,7 +207,7 @@ impl GraphClient {
                     sem: Arc::new(Semaphore::new(max)),
                     max: max as u32,
                     hold_until: Mutex::new(None),
-                    rate: rate.map(SlidingWindow::new),
+                    rate: rate.map(|r| SlidingWindow::new(r, false)),
                 })
             })
             .clone()
