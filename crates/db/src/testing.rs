@@ -15,7 +15,7 @@ use crate::{block_on, my, pg};
 
 fn pg_admin_url() -> String {
     std::env::var("EDUSYNC_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
 }
 
 fn my_admin_url() -> String {

@@ -10,6 +10,7 @@ use edusync_core::plan::{Counts, LedgerRow};
 use serde::Serialize;
 
 pub mod outbox;
+pub mod postgres;
 pub mod sqlite;
 
 pub use outbox::{Ack, OpKind, OpState, OutboxOp, OutboxRow};
@@ -22,6 +23,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("state database {location}: {detail}")]
+    Postgres { location: String, detail: String },
     #[error("state database {location} was written by a newer edusync (schema version {found}, this build knows up to {known}); upgrade edusync")]
     TooNew {
         location: String,
@@ -260,19 +263,63 @@ pub trait Store: Send + Sync {
         person_id: &str,
         limit: u32,
     ) -> Result<Vec<OpError>>;
+
+    // ---- Several workers sharing one store (see outbox.rs, "Several
+    // workers"). The defaults are those of a store one process uses alone
+    // (SQLite): the engine then plans and delivers without locks or claims.
+
+    /// Whether several processes may use this store at once.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the cycle lock of `profile` if no other worker holds it.
+    fn try_lock_profile(&self, profile: &str) -> Result<bool> {
+        let _ = profile;
+        Ok(true)
+    }
+    /// Gives the cycle lock of `profile` back.
+    fn unlock_profile(&self, profile: &str) -> Result<()> {
+        let _ = profile;
+        Ok(())
+    }
+    /// Stops new claims on `profile`'s outbox and waits (at most `wait`)
+    /// until other live workers' claims are acknowledged or released.
+    fn begin_planning(&self, profile: &str, wait: std::time::Duration) -> Result<()> {
+        let _ = (profile, wait);
+        Ok(())
+    }
+    /// Lets claims on `profile`'s outbox start again.
+    fn end_planning(&self, profile: &str) -> Result<()> {
+        let _ = profile;
+        Ok(())
+    }
+    /// Leases up to `limit` pending ops of a target that no live worker has
+    /// claimed, in (person, event) order, for `lease`. Empty while another
+    /// worker is planning the profile.
+    fn claim(&self, profile: &str, target: &str, limit: u32, lease: std::time::Duration) -> Result<Vec<OutboxRow>> {
+        let _ = (profile, target, limit, lease);
+        Err(StoreError::Invalid("this state store is for one process; it has no claims".into()))
+    }
+    /// Ends this worker's leases on a target's ops that are still in the
+    /// outbox (failed ones); they can be claimed again after `retry_after`.
+    fn release_claims(&self, profile: &str, target: &str, retry_after: std::time::Duration) -> Result<u64> {
+        let _ = (profile, target, retry_after);
+        Ok(0)
+    }
 }
 
 /// Opens the store named by a config `state` URL.
 pub fn open(url: &edusync_config::StateUrl) -> Result<Box<dyn Store>> {
     match url {
         edusync_config::StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-        edusync_config::StateUrl::Postgres(_) => Err(StoreError::Invalid(
-            "a PostgreSQL state store is not available in this build; use state = \"sqlite://…\""
-                .into(),
-        )),
+        edusync_config::StateUrl::Postgres(url) => Ok(Box::new(postgres::PgStore::open(url)?)),
     }
 }
 
 pub fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod store_tests;
