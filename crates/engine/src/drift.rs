@@ -46,7 +46,17 @@ pub async fn reconcile(
     let concurrency = target.calendar_concurrency().clamp(1, 32);
     let mut listed = stream::iter(by_calendar)
         .map(|(calendar, rows)| async move {
-            let r = target.list(&calendar, &profile.name, window).await;
+            // What the ledger knows lets CalDAV answer from ETags alone.
+            let hint = edusync_targets::CalendarHint {
+                person_id: rows.first().map(|l| l.person_id.clone()),
+                items: rows
+                    .iter()
+                    .filter_map(|l| l.remote_id.clone().map(|r| (r, l.event_id.clone())))
+                    .collect(),
+            };
+            let r = target
+                .list_known(&calendar, &profile.name, window, &hint)
+                .await;
             (calendar, rows, r)
         })
         .buffer_unordered(concurrency);

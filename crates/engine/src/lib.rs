@@ -56,6 +56,7 @@ pub fn targets(profile: &Profile) -> Result<Vec<(String, Arc<Target>)>> {
                     v.path.clone(),
                 )),
                 TargetKind::Graph(g) => Target::Graph(graph_target(profile, &t.name, g)?),
+                TargetKind::Caldav(c) => Target::Caldav(caldav_target(profile, &t.name, c)?),
                 other => {
                     return Err(EngineError::Usage(format!(
                         "profile {:?}: target {:?} of kind {:?} is not available in this build",
@@ -92,6 +93,31 @@ fn graph_target(
             calendar: g.calendar.clone(),
         },
     ))
+}
+
+/// The `caldav` target of a profile; the password is read from its `_env` variable now.
+fn caldav_target(
+    profile: &Profile,
+    name: &str,
+    c: &edusync_config::CaldavConfig,
+) -> Result<edusync_targets::caldav::CaldavTarget> {
+    let password = match &c.password_env {
+        Some(env) => Some(
+            edusync_config::secret_from_env(std::path::Path::new("the config file"), env).map_err(
+                |e| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name)),
+            )?,
+        ),
+        None => None,
+    };
+    edusync_targets::caldav::CaldavTarget::new(
+        name,
+        edusync_targets::caldav::CaldavSettings {
+            calendar_url: c.calendar_url.clone(),
+            username: c.username.clone(),
+            password,
+        },
+    )
+    .map_err(|e| EngineError::Usage(format!("profile {:?}: {e}", profile.name)))
 }
 
 /// One person's calendar of `profile` to probe in `check` (targets like

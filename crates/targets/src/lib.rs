@@ -7,6 +7,7 @@
 //!
 //! - [`vdir`]: a local folder of `.ics` files per person.
 //! - [`graph`]: Microsoft 365 through Microsoft Graph: the client and [`graph::GraphTarget`].
+//! - [`caldav`]: CalDAV servers (Radicale, Xandikos, Nextcloud, SOGo, …), one collection per person.
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
 //!
 //! Architecture invariant: only this crate talks to calendar services.
@@ -14,6 +15,7 @@
 use edusync_core::render::RenderedEvent;
 use edusync_core::window::Window;
 
+pub mod caldav;
 pub mod delivery;
 pub mod graph;
 pub mod vdir;
@@ -73,6 +75,18 @@ pub struct RemoteItem {
     pub etag: Option<String>,
 }
 
+/// What the ledger says one calendar holds, for targets that cannot tell
+/// an edusync item's event id from the calendar cheaply (CalDAV names
+/// resources by a one-way hash, so without this it would have to download
+/// them to read their markers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CalendarHint {
+    /// The person whose calendar it is (CalDAV `{person_id}` URL templates).
+    pub person_id: Option<String>,
+    /// `remote_id → event_id` of the items the ledger records there.
+    pub items: std::collections::HashMap<String, String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("{target}: {message}")]
@@ -84,6 +98,7 @@ pub enum TargetError {
 pub enum Target {
     Vdir(vdir::VdirTarget),
     Graph(graph::GraphTarget),
+    Caldav(caldav::CaldavTarget),
 }
 
 impl Target {
@@ -91,6 +106,7 @@ impl Target {
         match self {
             Target::Vdir(_) => "vdir",
             Target::Graph(_) => "graph",
+            Target::Caldav(_) => "caldav",
         }
     }
 
@@ -99,6 +115,7 @@ impl Target {
         match self {
             Target::Vdir(t) => t.apply(calendar, ops),
             Target::Graph(t) => t.apply(calendar, ops).await,
+            Target::Caldav(t) => t.apply(calendar, ops).await,
         }
     }
 
@@ -113,6 +130,23 @@ impl Target {
         match self {
             Target::Vdir(t) => t.list(calendar, profile),
             Target::Graph(t) => t.list(calendar, profile, window.start..window.end).await,
+            Target::Caldav(t) => t.list(calendar, profile, &CalendarHint::default()).await,
+        }
+    }
+
+    /// [`Target::list`], given what the ledger knows of the calendar, so
+    /// targets that need it (CalDAV) answer from ETags without downloading
+    /// events. Drift repair calls this.
+    pub async fn list_known(
+        &self,
+        calendar: &str,
+        profile: &str,
+        window: &Window,
+        hint: &CalendarHint,
+    ) -> Result<Vec<RemoteItem>, TargetError> {
+        match self {
+            Target::Caldav(t) => t.list(calendar, profile, hint).await,
+            _ => self.list(calendar, profile, window).await,
         }
     }
 
@@ -124,6 +158,7 @@ impl Target {
         match self {
             Target::Vdir(t) => t.cleardown(profile),
             Target::Graph(t) => t.cleardown(profile, calendars).await,
+            Target::Caldav(t) => t.cleardown(profile, calendars).await,
         }
     }
 
@@ -138,6 +173,7 @@ impl Target {
         match self {
             Target::Vdir(t) => t.check(),
             Target::Graph(t) => t.check(probe).await,
+            Target::Caldav(t) => t.check(probe).await,
         }
     }
 
@@ -146,6 +182,7 @@ impl Target {
         match self {
             Target::Vdir(_) => 4,
             Target::Graph(_) => graph::target::MAILBOX_CONCURRENCY,
+            Target::Caldav(t) => t.calendar_concurrency(),
         }
     }
 }

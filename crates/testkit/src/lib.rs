@@ -1,2 +1,3 @@
 pub mod graph;
 pub mod proxy;
+pub mod dav;
