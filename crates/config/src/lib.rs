@@ -119,6 +119,60 @@ pub struct Profile {
     pub categories: Vec<String>,
     /// Optional minijinja templates replacing the built-in rendering.
     pub templates: Templates,
+    /// Times of day (in `timezone`) when `serve` starts no cycle, e.g.
+    /// `["01:00-03:30"]`; a window may cross midnight (`"23:00-01:00"`).
+    /// Default: none.
+    pub blackout: Vec<Blackout>,
+}
+
+/// A daily window of wall-clock time in a profile's time zone, as minutes
+/// after midnight: `start` inclusive, `end` exclusive; `end < start` crosses midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blackout {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Blackout {
+    /// Parses `"HH:MM-HH:MM"`.
+    pub fn parse(s: &str) -> Option<Blackout> {
+        let (a, b) = s.trim().split_once('-')?;
+        let hm = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            if h.is_empty() || h.len() > 2 || m.len() != 2 {
+                return None;
+            }
+            let h: u16 = h.parse().ok()?;
+            let m: u16 = m.parse().ok()?;
+            (h < 24 && m < 60)
+                .then_some(h * 60 + m)
+                .or((h == 24 && m == 0).then_some(1440))
+        };
+        let (start, end) = (hm(a)?, hm(b)?);
+        (start != end && start < 1440).then_some(Blackout { start, end })
+    }
+
+    /// Whether `minute` (after local midnight) falls inside the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start < self.end {
+            self.start <= minute && minute < self.end
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl std::fmt::Display for Blackout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +365,10 @@ impl Config {
                 p.schedule.as_secs(),
                 p.max_event_hours
             ));
+            if !p.blackout.is_empty() {
+                let b: Vec<String> = p.blackout.iter().map(|b| format!("\"{b}\"")).collect();
+                out.push_str(&format!("blackout = [{}]\n", b.join(", ")));
+            }
             out.push_str(&format!(
                 "[profiles.source]\nurl = {:?}\nprefix = {:?}\n",
                 p.source.url.redacted(),
@@ -437,6 +495,8 @@ struct RawProfile {
     drift: Option<Spanned<String>>,
     categories: Option<Vec<String>>,
     templates: Option<RawTemplates>,
+    #[serde(default)]
+    blackout: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -677,6 +737,18 @@ impl Cx<'_> {
                 )
             })?,
         };
+        let mut blackout = Vec::new();
+        for (k, b) in raw.blackout.iter().enumerate() {
+            blackout.push(Blackout::parse(b.get_ref()).ok_or_else(|| {
+                self.err_at(
+                    b.span(),
+                    format!(
+                        "profiles[{i}].blackout[{k}] = {:?} is not a time window; write \"HH:MM-HH:MM\" in the profile's time zone, e.g. \"01:00-03:30\" (it may cross midnight: \"23:00-01:00\")",
+                        b.get_ref()
+                    ),
+                )
+            })?);
+        }
         let max_event_hours = match raw.max_event_hours {
             None => 24,
             Some(h) if *h.get_ref() >= 1 && *h.get_ref() <= 24 * 366 => *h.get_ref() as u32,
@@ -771,20 +843,21 @@ impl Cx<'_> {
                 }
             }
         };
-        let cancelled =
-            match raw.cancelled {
-                None => CancelledMode::Remove,
-                Some(c) => match c.get_ref().as_str() {
-                    "remove" => CancelledMode::Remove,
-                    "mark" => CancelledMode::Mark,
-                    other => return Err(self.err_at(
+        let cancelled = match raw.cancelled {
+            None => CancelledMode::Remove,
+            Some(c) => match c.get_ref().as_str() {
+                "remove" => CancelledMode::Remove,
+                "mark" => CancelledMode::Mark,
+                other => {
+                    return Err(self.err_at(
                         c.span(),
                         format!(
                             "profile {name:?}: cancelled = {other:?}; use \"remove\" or \"mark\""
                         ),
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         let drift = match raw.drift {
             None => DriftMode::Restore,
             Some(c) => match c.get_ref().as_str() {
@@ -844,6 +917,7 @@ impl Cx<'_> {
                     body: t.body,
                 })
                 .unwrap_or_default(),
+            blackout,
         })
     }
 
@@ -971,18 +1045,19 @@ impl Cx<'_> {
                 ))
             }
         };
-        let name =
-            match t.name {
-                None => kind_v.kind_name().to_string(),
-                Some(n) if is_valid_name(n.get_ref()) => n.into_inner(),
-                Some(n) => return Err(self.err_at(
+        let name = match t.name {
+            None => kind_v.kind_name().to_string(),
+            Some(n) if is_valid_name(n.get_ref()) => n.into_inner(),
+            Some(n) => {
+                return Err(self.err_at(
                     n.span(),
                     format!(
                         "profile {profile:?}: {at}.name = {:?}: use letters, digits, '-' or '_'",
                         n.get_ref()
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(TargetConfig { name, kind: kind_v })
     }
 }

@@ -125,8 +125,12 @@ fn bad_configs_name_key_file_and_line() {
             "config file /etc/edusync/edusync.toml, line 6: profile \"t\": guard.max_delete_percent = 150 must be between 0 and 100",
         ),
         (
+            "[[profiles]]\nname = \"t\"\nblackout = [\"01:00-03:30\",\n  \"25:00-26:00\"]\n",
+            "config file /etc/edusync/edusync.toml, line 4: profiles[0].blackout[1] = \"25:00-26:00\" is not a time window; write \"HH:MM-HH:MM\" in the profile's time zone, e.g. \"01:00-03:30\" (it may cross midnight: \"23:00-01:00\")",
+        ),
+        (
             "[[profiles]]\nname = \"t\"\nschedul = \"10m\"\n",
-            "config file /etc/edusync/edusync.toml, line 3: unknown field `schedul`, expected one of `name`, `timezone`, `schedule`, `max_event_hours`, `source`, `window`, `guard`, `targets`, `pilot`, `cancelled`, `drift`, `categories`, `templates`",
+            "config file /etc/edusync/edusync.toml, line 3: unknown field `schedul`, expected one of `name`, `timezone`, `schedule`, `max_event_hours`, `source`, `window`, `guard`, `targets`, `pilot`, `cancelled`, `drift`, `categories`, `templates`, `blackout`",
         ),
         (
             "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"caldav\"\ncalendar_url = \"https://dav/x/\"\n",
@@ -150,7 +154,10 @@ fn source_password_env_is_kept_by_name() {
     )
     .unwrap();
     let env = c.profiles[0].source.password_env.as_ref().unwrap();
-    assert_eq!((env.var.as_str(), env.key.as_str()), ("TT_PW", "profiles[0].source.password_env"));
+    assert_eq!(
+        (env.var.as_str(), env.key.as_str()),
+        ("TT_PW", "profiles[0].source.password_env")
+    );
 }
 
 #[test]
@@ -194,13 +201,42 @@ fn hub_collection_keys() {
     let c = Config::parse(Path::new("/x/e.toml"), ok).unwrap();
     assert_eq!(c.hub.quota_bytes, Some(1000));
     assert_eq!(c.hub.silent_after, Duration::from_secs(36 * 3600));
-    assert_eq!(c.hub.server_days, vec!["1MON".to_string(), "-1FRI".to_string()]);
+    assert_eq!(
+        c.hub.server_days,
+        vec!["1MON".to_string(), "-1FRI".to_string()]
+    );
     let d = Config::parse(Path::new("/x/e.toml"), "state = \"sqlite://s.db\"\n").unwrap();
-    assert_eq!(d.hub.server_days, vec!["2FRI".to_string(), "4FRI".to_string()]);
+    assert_eq!(
+        d.hub.server_days,
+        vec!["2FRI".to_string(), "4FRI".to_string()]
+    );
     assert_eq!(d.hub.quota_bytes, None);
     let bad = "[hub]\nroot = \"c\"\nserver_days = [\"2FRI\",\n  \"6FRI\"]\n";
     assert_eq!(
         Config::parse(Path::new("e.toml"), bad).unwrap_err().to_string(),
         "config file e.toml, line 4: hub.server_days: \"6FRI\" is not a day of the month; write the week (1-5, or -1 for the last) and the weekday, e.g. \"2FRI\" or \"-1MON\""
     );
+}
+
+#[test]
+fn blackout_windows_parse_and_cross_midnight() {
+    use crate::Blackout;
+    let b = Blackout::parse("01:00-03:30").unwrap();
+    assert_eq!((b.start, b.end), (60, 210));
+    assert!(b.contains(60) && b.contains(209) && !b.contains(210) && !b.contains(59));
+    let n = Blackout::parse("23:00-01:00").unwrap();
+    assert!(n.contains(23 * 60) && n.contains(0) && n.contains(59) && !n.contains(60));
+    assert_eq!(n.to_string(), "23:00-01:00");
+    assert_eq!(Blackout::parse("22:00-24:00").unwrap().end, 1440);
+    for bad in [
+        "",
+        "1-2",
+        "01:00",
+        "01:00-01:00",
+        "24:00-01:00",
+        "01:60-02:00",
+        "1:5-2:00",
+    ] {
+        assert!(Blackout::parse(bad).is_none(), "{bad}");
+    }
 }

@@ -318,9 +318,21 @@ pub async fn sync(
     store: &dyn Store,
     progress: &mut dyn Progress,
 ) -> Result<CycleReport> {
+    Ok(sync_keeping_desire(config, profile, store, progress).await?.0)
+}
+
+/// [`sync`], also handing back what the cycle computed calendars must hold
+/// (`None` when the cycle failed before reading the source), so `serve` can
+/// publish feeds from it without reading the source a second time.
+pub async fn sync_keeping_desire(
+    config: &Config,
+    profile: &Profile,
+    store: &dyn Store,
+    progress: &mut dyn Progress,
+) -> Result<(CycleReport, Option<Desire>)> {
     let run = store.start_run(&profile.name, RunKind::Sync)?;
     match sync_run(config, profile, store, run, progress).await {
-        Ok(r) => Ok(r),
+        Ok((r, d)) => Ok((r, Some(d))),
         Err(e) => {
             let msg = e.to_string();
             warn!(profile = %profile.name, run, error = %msg, "cycle failed");
@@ -332,7 +344,7 @@ pub async fn sync(
                     ..Default::default()
                 },
             )?;
-            Ok(CycleReport::failed(&profile.name, run, msg))
+            Ok((CycleReport::failed(&profile.name, run, msg), None))
         }
     }
 }
@@ -343,7 +355,7 @@ async fn sync_run(
     store: &dyn Store,
     run: RunId,
     progress: &mut dyn Progress,
-) -> Result<CycleReport> {
+) -> Result<(CycleReport, Desire)> {
     progress.phase(&profile.name, "reading source");
     let now = jiff::Timestamp::now();
     let desire = desire(profile, now)?;
@@ -475,7 +487,7 @@ async fn sync_run(
         failed_ops,
         "cycle finished"
     );
-    Ok(CycleReport {
+    let report = CycleReport {
         profile: profile.name.clone(),
         run_id: run,
         status: status.as_str(),
@@ -490,7 +502,8 @@ async fn sync_run(
         hold_reason: hold,
         error: message,
         errors,
-    })
+    };
+    Ok((report, plan.desire))
 }
 
 struct ApplyResult {

@@ -9,9 +9,12 @@
 use edusync_core::plan::{Counts, LedgerRow};
 use serde::Serialize;
 
+pub mod console;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
+
+pub use console::{AuditEntry, ConsoleUser, FeedTokenRecord, SessionRecord};
 
 pub use outbox::{Ack, OpKind, OpState, OutboxOp, OutboxRow};
 
@@ -306,6 +309,81 @@ pub trait Store: Send + Sync {
         let _ = (profile, target, retry_after);
         Ok(0)
     }
+
+    // ---- Console state (see `console.rs` for the contracts). The defaults
+    // answer "not supported" so a store without console tables still syncs.
+
+    /// Creates the account `user.name`, or replaces its role and password hash
+    /// (keeping `created_at`) when it exists.
+    fn put_user(&self, user: &ConsoleUser) -> Result<()> {
+        let _ = user;
+        Err(unsupported("console accounts"))
+    }
+    /// The account named exactly `name`.
+    fn user(&self, name: &str) -> Result<Option<ConsoleUser>> {
+        let _ = name;
+        Err(unsupported("console accounts"))
+    }
+    /// Every account, by name.
+    fn users(&self) -> Result<Vec<ConsoleUser>> {
+        Err(unsupported("console accounts"))
+    }
+    /// Stores a session under the hash of its id (replacing one with the same hash).
+    fn put_session(&self, id_hash: &str, session: &SessionRecord) -> Result<()> {
+        let _ = (id_hash, session);
+        Err(unsupported("console sessions"))
+    }
+    /// The session stored under `id_hash`, if it exists and `now < expires_at`.
+    fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>> {
+        let _ = (id_hash, now);
+        Err(unsupported("console sessions"))
+    }
+    /// Removes one session (sign-out). Removing a missing one is not an error.
+    fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let _ = id_hash;
+        Err(unsupported("console sessions"))
+    }
+    /// Removes every session with `expires_at <= now`; returns how many.
+    fn purge_sessions(&self, now: i64) -> Result<u64> {
+        let _ = now;
+        Err(unsupported("console sessions"))
+    }
+    /// Appends one entry to the audit log (never updated or deleted).
+    fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
+        let _ = entry;
+        Err(unsupported("the audit log"))
+    }
+    /// The newest `limit` audit entries, newest first.
+    fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let _ = limit;
+        Err(unsupported("the audit log"))
+    }
+    /// Sets `person_id`'s feed token hash, replacing (so invalidating) any earlier one.
+    fn set_feed_token(&self, person_id: &str, token_hash: &str, now: i64) -> Result<()> {
+        let _ = (person_id, token_hash, now);
+        Err(unsupported("feed tokens"))
+    }
+    /// `person_id`'s current feed token record, if one is issued.
+    fn feed_token_of(&self, person_id: &str) -> Result<Option<FeedTokenRecord>> {
+        let _ = person_id;
+        Err(unsupported("feed tokens"))
+    }
+    /// The person whose current token hashes to `token_hash`.
+    fn feed_token_person(&self, token_hash: &str) -> Result<Option<String>> {
+        let _ = token_hash;
+        Err(unsupported("feed tokens"))
+    }
+    /// Revokes `person_id`'s token; returns whether there was one.
+    fn revoke_feed_token(&self, person_id: &str) -> Result<bool> {
+        let _ = person_id;
+        Err(unsupported("feed tokens"))
+    }
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "this state store does not keep {what} yet; use state = \"sqlite://…\" for `edusync serve`'s console"
+    ))
 }
 
 /// Opens the store named by a config `state` URL.

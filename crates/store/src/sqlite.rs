@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use edusync_core::plan::{Counts, LedgerRow};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::console::{AuditEntry, ConsoleUser, FeedTokenRecord, SessionRecord};
 use crate::outbox::{Ack, OpKind, OpState, OutboxOp, OutboxRow};
 use crate::{
     now, LedgerEntry, OpError, QuarantineRecord, Result, Run, RunId, RunKind, RunOutcome,
@@ -91,6 +92,36 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX op_errors_run ON op_errors (run_id);
     CREATE INDEX op_errors_person ON op_errors (profile, person_id);
+    "#,
+    // 2: console accounts, sessions, audit log, feed tokens (see console.rs)
+    r#"
+    CREATE TABLE console_users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE console_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user_name  TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+    CREATE TABLE console_audit (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        at     INTEGER NOT NULL,
+        user_name TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE feed_tokens (
+        person_id  TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
     "#,
 ];
 
@@ -742,6 +773,160 @@ impl Store for SqliteStore {
             rows.collect()
         })
     }
+
+    fn put_user(&self, u: &ConsoleUser) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO console_users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash",
+                params![u.name, u.role, u.password_hash, u.created_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn user(&self, name: &str) -> Result<Option<ConsoleUser>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name, role, password_hash, created_at FROM console_users WHERE name = ?1",
+                [name],
+                user_row,
+            )
+            .optional()
+        })
+    }
+
+    fn users(&self) -> Result<Vec<ConsoleUser>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT name, role, password_hash, created_at FROM console_users ORDER BY name",
+            )?;
+            let rows = st.query_map([], user_row)?;
+            rows.collect()
+        })
+    }
+
+    fn put_session(&self, id_hash: &str, s: &SessionRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO console_sessions (id_hash, user_name, csrf, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id_hash, s.user, s.csrf, s.created_at, s.expires_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT user_name, csrf, created_at, expires_at FROM console_sessions \
+                 WHERE id_hash = ?1 AND expires_at > ?2",
+            )?
+            .query_row(params![id_hash, now], |r| {
+                Ok(SessionRecord {
+                    user: r.get(0)?,
+                    csrf: r.get(1)?,
+                    created_at: r.get(2)?,
+                    expires_at: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM console_sessions WHERE id_hash = ?1", [id_hash])
+                .map(|_| ())
+        })
+    }
+
+    fn purge_sessions(&self, now: i64) -> Result<u64> {
+        self.with(|c| {
+            c.execute("DELETE FROM console_sessions WHERE expires_at <= ?1", [now])
+                .map(|n| n as u64)
+        })
+    }
+
+    fn record_audit(&self, e: &AuditEntry) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO console_audit (at, user_name, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![e.at, e.user, e.action, e.target, e.detail],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT at, user_name, action, target, detail FROM console_audit ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit], |r| {
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    user: r.get(1)?,
+                    action: r.get(2)?,
+                    target: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn set_feed_token(&self, person_id: &str, token_hash: &str, now: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO feed_tokens (person_id, token_hash, created_at) VALUES (?1, ?2, ?3)",
+                params![person_id, token_hash, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn feed_token_of(&self, person_id: &str) -> Result<Option<FeedTokenRecord>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT person_id, token_hash, created_at FROM feed_tokens WHERE person_id = ?1",
+                [person_id],
+                |r| {
+                    Ok(FeedTokenRecord {
+                        person_id: r.get(0)?,
+                        token_hash: r.get(1)?,
+                        created_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn feed_token_person(&self, token_hash: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.prepare_cached("SELECT person_id FROM feed_tokens WHERE token_hash = ?1")?
+                .query_row([token_hash], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn revoke_feed_token(&self, person_id: &str) -> Result<bool> {
+        self.with(|c| {
+            c.execute("DELETE FROM feed_tokens WHERE person_id = ?1", [person_id])
+                .map(|n| n > 0)
+        })
+    }
+}
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleUser> {
+    Ok(ConsoleUser {
+        name: r.get(0)?,
+        role: r.get(1)?,
+        password_hash: r.get(2)?,
+        created_at: r.get(3)?,
+    })
 }
 
 #[cfg(test)]
