@@ -25,6 +25,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 pub mod drift;
+mod workers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -123,7 +124,7 @@ fn caldav_target(
 /// One person's calendar of `profile` to probe in `check` (targets like
 /// Graph prove access per mailbox): the first person with an email in the source.
 pub fn probe_calendar(profile: &Profile) -> Option<String> {
-    let raw = edusync_sources::read(&profile.source.url, &profile.source.prefix).ok()?;
+    let raw = edusync_sources::read_source(&profile.source).ok()?;
     raw.people
         .into_iter()
         .filter_map(|p| p.email)
@@ -318,7 +319,9 @@ pub async fn sync(
     store: &dyn Store,
     progress: &mut dyn Progress,
 ) -> Result<CycleReport> {
-    Ok(sync_keeping_desire(config, profile, store, progress).await?.0)
+    Ok(sync_keeping_desire(config, profile, store, progress)
+        .await?
+        .0)
 }
 
 /// [`sync`], also handing back what the cycle computed calendars must hold
@@ -330,6 +333,11 @@ pub async fn sync_keeping_desire(
     store: &dyn Store,
     progress: &mut dyn Progress,
 ) -> Result<(CycleReport, Option<Desire>)> {
+    // Several workers on one store: one cycle per profile at a time (see workers.rs).
+    let _cycle = match store.shared() {
+        true => Some(workers::acquire(profile, store, progress).await?),
+        false => None,
+    };
     let run = store.start_run(&profile.name, RunKind::Sync)?;
     match sync_run(config, profile, store, run, progress).await {
         Ok((r, d)) => Ok((r, Some(d))),
@@ -372,6 +380,7 @@ async fn sync_run(
         .collect();
     store.record_quarantine(run, &quarantine)?;
     let targets = targets(profile)?;
+    store.begin_planning(&profile.name, workers::LEASE)?;
     if profile.drift != DriftMode::Off {
         progress.phase(&profile.name, "checking calendars for changes made by hand");
         for (name, target) in &targets {
@@ -414,6 +423,7 @@ async fn sync_run(
             }));
         store.replace_outbox(run, &profile.name, name, &mut ops)?;
     }
+    store.end_planning(&profile.name)?;
     let total: u64 = plan
         .targets
         .iter()
@@ -427,7 +437,16 @@ async fn sync_run(
     let mut failed_ops = 0u64;
     let mut retryable_left = 0u64;
     let mut errors = Vec::new();
-    for (name, target) in &targets {
+    if store.shared() {
+        // Delivered by claims, shared with helping workers; then wait for theirs.
+        let r = workers::deliver_claimed(profile, &targets, store, &plan.desire, progress).await?;
+        store.begin_planning(&profile.name, workers::LEASE)?;
+        store.end_planning(&profile.name)?;
+        failed_ops += r.failed;
+        retryable_left += r.retryable;
+        errors.extend(r.samples);
+    }
+    for (name, target) in targets.iter().filter(|_| !store.shared()) {
         let Some((_, p)) = plan.targets.iter().find(|(n, _)| n == name) else {
             continue;
         };
@@ -860,9 +879,8 @@ pub async fn cleardown(profile: &Profile, store: &dyn Store) -> Result<(RunId, u
     let run = store.start_run(&profile.name, RunKind::Cleardown)?;
     let mut removed = 0;
     // Every calendar known: the source's people (when it can be read) and the ledger's.
-    let people: std::collections::BTreeSet<String> = match edusync_sources::read(
-        &profile.source.url,
-        &profile.source.prefix,
+    let people: std::collections::BTreeSet<String> = match edusync_sources::read_source(
+        &profile.source,
     ) {
         Ok(raw) => raw
             .people

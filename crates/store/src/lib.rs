@@ -299,13 +299,26 @@ pub trait Store: Send + Sync {
     /// Leases up to `limit` pending ops of a target that no live worker has
     /// claimed, in (person, event) order, for `lease`. Empty while another
     /// worker is planning the profile.
-    fn claim(&self, profile: &str, target: &str, limit: u32, lease: std::time::Duration) -> Result<Vec<OutboxRow>> {
+    fn claim(
+        &self,
+        profile: &str,
+        target: &str,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxRow>> {
         let _ = (profile, target, limit, lease);
-        Err(StoreError::Invalid("this state store is for one process; it has no claims".into()))
+        Err(StoreError::Invalid(
+            "this state store is for one process; it has no claims".into(),
+        ))
     }
     /// Ends this worker's leases on a target's ops that are still in the
     /// outbox (failed ones); they can be claimed again after `retry_after`.
-    fn release_claims(&self, profile: &str, target: &str, retry_after: std::time::Duration) -> Result<u64> {
+    fn release_claims(
+        &self,
+        profile: &str,
+        target: &str,
+        retry_after: std::time::Duration,
+    ) -> Result<u64> {
         let _ = (profile, target, retry_after);
         Ok(0)
     }

@@ -25,6 +25,36 @@
 //! 6. **One op per key.** The outbox key is (profile, target, person, event):
 //!    a newer plan replaces, never stacks, so a replay cannot apply two
 //!    versions out of order.
+//!
+//! # Several workers (a shared store: PostgreSQL)
+//!
+//! 7. **One planner per profile.** A cycle runs under the profile's cycle
+//!    lock (a session advisory lock: it dies with the connection, so a
+//!    killed worker never blocks the next). A worker that finds it taken
+//!    helps deliver instead, and runs its own cycle once the lock is free.
+//! 8. **No claims while planning.** Drift repair, planning and
+//!    `replace_outbox` run under the profile's planning lock, taken
+//!    exclusively by the planner and shared by every claim transaction; the
+//!    planner first waits until no other live worker holds a claim. So an
+//!    outbox is never replaced under a delivery in flight.
+//! 9. **Delivered only when claimed.** Pending rows are leased in (person,
+//!    event) order with `FOR UPDATE SKIP LOCKED`; the lease names the
+//!    claiming connection's backend pid. Two live workers never hold the
+//!    same row, so neither sends what the other is sending.
+//! 10. **A dead worker's claims come back.** A lease is void as soon as its
+//!     pid is gone from `pg_stat_activity` (PostgreSQL notices a killed
+//!     client's closed socket), and in any case when it expires. Whatever
+//!     the dead worker sent but did not acknowledge is sent again: a replay,
+//!     harmless by constraint 3.
+//! 11. **A helper renders from its own read of the source.** Outbox rows
+//!     carry keys and fingerprints, not content; a helper reads the source
+//!     itself and records in the ledger the fingerprint of what it actually
+//!     wrote. If the source changed between the two reads, the next plan
+//!     sees the difference and updates. An op whose person or event the
+//!     helper's snapshot lacks is released untouched.
+//! 12. **Failures are let go.** After each batch a worker releases what it
+//!     still holds (failed ops) with a delay, so this cycle does not retry
+//!     them in a loop; the next plan resets every lease.
 
 use serde::Serialize;
 

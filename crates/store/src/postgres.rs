@@ -119,7 +119,7 @@ pub const MIGRATIONS: &[&str] = &[
 const CYCLE: i32 = 1;
 const PLAN: i32 = 2;
 /// Serialises migrations across processes.
-const MIGRATION_LOCK: i64 = 0x6564_7573_796e_63;
+const MIGRATION_LOCK: i64 = 0x0065_6475_7379_6e63;
 
 pub struct PgStore {
     client: Mutex<pg::Client>,
