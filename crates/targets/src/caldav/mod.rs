@@ -44,7 +44,8 @@
 //!
 //! One `reqwest::Client` for the target (connections kept alive and reused),
 //! at most [`ClientSettings::per_server`] requests in flight per server
-//! across all calendars, a few ops of one calendar at once, retries with
+//! across all calendars, one op at a time within a calendar (see
+//! `PER_CALENDAR`), retries with
 //! jittered backoff on connection errors, timeouts, `429` and `5xx`
 //! (honouring `Retry-After`); what still fails is `Failed { retryable: true
 //! }` and stays pending. Other `4xx` are permanent and reported per person.
@@ -77,8 +78,11 @@ use client::unexpected;
 pub use client::{ClientSettings, DavClient, DavError, Password, Precondition};
 use mapping::UrlTemplate;
 
-/// Ops of one calendar written at once (the per-server limit still applies).
-const PER_CALENDAR: usize = 4;
+/// Ops of one calendar written at once. One: Xandikos (a git repository
+/// per collection) loses some of several concurrent writes into one
+/// collection while answering success, and Radicale serialises writes
+/// anyway; calendars still run concurrently (`calendar_concurrency`).
+const PER_CALENDAR: usize = 1;
 /// Hrefs per `calendar-multiget`.
 const MULTIGET: usize = 100;
 
