@@ -28,6 +28,9 @@ pub struct Args {
     /// Repetitions; medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// The PostgreSQL server for `plan-postgres` (it creates two databases there).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")]
+    pub pg_url: String,
     /// Internal: run one scenario and print its time and peak RSS.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -37,6 +40,8 @@ pub struct Args {
 pub enum What {
     /// plan with an empty state and with a state in sync, against the SQLite floor.
     Plan,
+    /// plan with a state in sync, source and state on PostgreSQL, against psql counting the join.
+    PlanPostgres,
 }
 
 const CONFIG: &str = r#"state = "sqlite://./STATE"
@@ -87,6 +92,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    if matches!(a.what, What::PlanPostgres) {
+        return super::bench_pg::run(a);
+    }
     std::fs::create_dir_all(&a.dir)?;
     let dir = a.dir.canonicalize()?;
     if let Some(which) = &a.child {

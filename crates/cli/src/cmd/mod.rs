@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod approve;
 pub mod bench;
+pub mod bench_pg;
 pub mod check;
 pub mod cleardown;
 pub mod common;
