@@ -6,6 +6,7 @@
 //! cargo build --release -p edusync --example collect_bench
 //! target/release/examples/collect_bench                    # both scenarios, full size
 //! target/release/examples/collect_bench --mb 20 --sites 100 --no-rsync
+//! target/release/examples/collect_bench --mb 100 --only syncthing --rate 2000000 --cut 5
 //! ```
 //!
 //! 1. `data`: one site with `--mb` MB of realistic data (CSV progress files,
@@ -14,12 +15,19 @@
 //!    bytes/s and cut every `--cut` seconds. edusync agent → hub, then (if
 //!    rsync is installed) `rsync --partial` in a retry loop to an rsync
 //!    daemon over the same kind of proxy link. Reports wall time and bytes on
-//!    the wire.
+//!    the wire. Then (if syncthing is installed) Syncthing, a send-only
+//!    folder to a receive-only one over the same kind of link (see
+//!    `collect_bench/syncthing.rs`; `--st-compression metadata|always`,
+//!    `--st-retry SECONDS` for its reconnection interval and puller pause,
+//!    `--st-defaults` to keep Syncthing's 60 s for both). `--only syncthing`
+//!    runs just that, on freshly generated data.
 //! 2. `sites`: `--sites` agents (separate processes) upload at once through
 //!    one cut link; reports the time until every file is at the hub.
 
 #[path = "../tests/collect_common/mod.rs"]
 mod collect_common;
+#[path = "collect_bench/syncthing.rs"]
+mod syncthing;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,6 +42,9 @@ struct Opts {
     rate: u64,
     cut: u64,
     rsync: bool,
+    syncthing: bool,
+    st_compression: String,
+    st_retry: Option<u64>,
     only: Option<String>,
 }
 
@@ -44,6 +55,9 @@ fn opts() -> Opts {
         rate: 4_000_000,
         cut: 5,
         rsync: true,
+        syncthing: true,
+        st_compression: "always".into(),
+        st_retry: Some(1),
         only: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,6 +72,16 @@ fn opts() -> Opts {
             "--only" => o.only = Some(v),
             "--no-rsync" => {
                 o.rsync = false;
+                i -= 1;
+            }
+            "--no-syncthing" => {
+                o.syncthing = false;
+                i -= 1;
+            }
+            "--st-compression" => o.st_compression = v,
+            "--st-retry" => o.st_retry = Some(v.parse().expect("--st-retry SECONDS")),
+            "--st-defaults" => {
+                o.st_retry = None;
                 i -= 1;
             }
             other => panic!("unknown argument {other}; see the file's header"),
@@ -91,7 +115,7 @@ fn make_data(data: &Path, mb: u64) -> u64 {
     total
 }
 
-fn mbps(bytes: u64, d: Duration) -> String {
+pub(crate) fn mbps(bytes: u64, d: Duration) -> String {
     format!("{:.2} MB/s", bytes as f64 / 1e6 / d.as_secs_f64())
 }
 
@@ -145,6 +169,20 @@ async fn bench_data(o: &Opts, tmp: &Path) {
     if o.rsync {
         bench_rsync(o, tmp, &tmp.join("site/data"), size).await;
     }
+    if o.syncthing {
+        bench_syncthing(o, tmp, &tmp.join("site/data"), size).await;
+    }
+}
+
+async fn bench_syncthing(o: &Opts, tmp: &Path, src: &Path, size: u64) {
+    let st = syncthing::StOpts {
+        rate: o.rate,
+        cut: o.cut,
+        compression: o.st_compression.clone(),
+        retry: o.st_retry,
+        limit: Duration::from_secs(1200),
+    };
+    syncthing::bench(&st, tmp, src, size).await;
 }
 
 async fn bench_rsync(o: &Opts, tmp: &Path, src: &Path, size: u64) {
@@ -302,6 +340,16 @@ async fn main() {
     println!("edusync binary: {}", bin().display());
     if o.only.as_deref().is_none_or(|x| x == "data") {
         bench_data(&o, tmp.path()).await;
+    }
+    if o.only.as_deref() == Some("syncthing") {
+        println!(
+            "## syncthing: one site, {} MB, link {} B/s cut every {} s",
+            o.mb, o.rate, o.cut
+        );
+        let src = tmp.path().join("st-site");
+        std::fs::create_dir_all(&src).unwrap();
+        let size = make_data(&src, o.mb);
+        bench_syncthing(&o, tmp.path(), &src, size).await;
     }
     if o.only.as_deref().is_none_or(|x| x == "sites") {
         bench_sites(&o, tmp.path()).await;
