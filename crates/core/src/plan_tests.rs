@@ -105,8 +105,10 @@ fn apply(tt: &Timetable, plan: &Plan, ledger: &Ledger) -> Ledger {
 
 const DAY: i64 = 86_400;
 
-fn arb_world() -> impl Strategy<Value = (usize, Vec<(i64, Vec<usize>)>, Vec<(usize, usize, bool)>)>
-{
+/// People count, events (start, attendees), ledger rows (person, event, keep fingerprint).
+type World = (usize, Vec<(i64, Vec<usize>)>, Vec<(usize, usize, bool)>);
+
+fn arb_world() -> impl Strategy<Value = World> {
     (1usize..8).prop_flat_map(|people| {
         (
             Just(people),

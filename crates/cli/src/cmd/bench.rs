@@ -29,7 +29,10 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// The PostgreSQL server for `plan-postgres` (it creates two databases there).
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")]
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    )]
     pub pg_url: String,
     /// Internal: run one scenario and print its time and peak RSS.
     #[arg(long, hide = true)]
