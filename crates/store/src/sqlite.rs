@@ -123,6 +123,10 @@ pub const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 3: per-person lookup (console, `plan --person`) without scanning the profile's ledger
+    r#"
+    CREATE INDEX ledger_person ON ledger (profile, person_id);
+    "#,
 ];
 
 pub struct SqliteStore {

@@ -239,3 +239,31 @@ fn console_tables_keep_their_contracts() {
     assert!(!s.revoke_feed_token("p1").unwrap());
     assert_eq!(s.feed_token_person("t2").unwrap(), None);
 }
+
+/// A state written by the first schema is migrated in place, keeping its data.
+#[test]
+fn a_state_from_schema_1_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            .unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+            .unwrap();
+        c.execute(
+            "INSERT INTO ledger (profile, target, person_id, event_id, fingerprint, starts_at, calendar, updated_at) \
+             VALUES ('t', 'vdir', 'P1', 'E1', 7, 100, 'p1@example.ac.uk', 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(scan(&s), vec![("P1".into(), "E1".into(), 7)]);
+    let version: i64 = s
+        .with(|c| c.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0)))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    assert_eq!(s.ledger_for_person("t", "P1").unwrap().len(), 1);
+}
