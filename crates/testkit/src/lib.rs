@@ -1,3 +1,3 @@
+pub mod dav;
 pub mod graph;
 pub mod proxy;
-pub mod dav;

@@ -245,11 +245,7 @@ pub fn request(
     Some((code, hs, body.to_string()))
 }
 
-pub fn get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<Reply> {
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<Reply> {
     request(addr, "GET", path, headers, "")
 }
 
