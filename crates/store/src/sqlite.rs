@@ -500,50 +500,7 @@ impl Store for SqliteStore {
         }
         self.with(|c| {
             let tx = c.transaction()?;
-            {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO ledger (profile, target, person_id, event_id, fingerprint, starts_at, calendar, remote_id, etag, sequence, gone, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-                     ON CONFLICT (profile, target, person_id, event_id) DO UPDATE SET \
-                     fingerprint = excluded.fingerprint, starts_at = excluded.starts_at, calendar = excluded.calendar, \
-                     remote_id = excluded.remote_id, etag = excluded.etag, sequence = excluded.sequence, \
-                     gone = excluded.gone, updated_at = excluded.updated_at",
-                )?;
-                let mut del = tx.prepare_cached(
-                    "DELETE FROM ledger WHERE profile = ?1 AND target = ?2 AND person_id = ?3 AND event_id = ?4",
-                )?;
-                let mut done = tx.prepare_cached(
-                    "DELETE FROM outbox WHERE profile = ?1 AND target = ?2 AND person_id = ?3 AND event_id = ?4",
-                )?;
-                for a in acks {
-                    match a {
-                        Ack::Written(e) => {
-                            upsert.execute(params![
-                                profile,
-                                target,
-                                e.person_id,
-                                e.event_id,
-                                e.fingerprint as i64,
-                                e.starts_at,
-                                e.calendar,
-                                e.remote_id,
-                                e.etag,
-                                e.sequence as i64,
-                                e.gone as i64,
-                                e.updated_at
-                            ])?;
-                            done.execute(params![profile, target, e.person_id, e.event_id])?;
-                        }
-                        Ack::Deleted {
-                            person_id,
-                            event_id,
-                        } => {
-                            del.execute(params![profile, target, person_id, event_id])?;
-                            done.execute(params![profile, target, person_id, event_id])?;
-                        }
-                    }
-                }
-            }
+            write_ledger(&tx, profile, target, acks, true)?;
             tx.commit()
         })
     }
@@ -621,41 +578,7 @@ impl Store for SqliteStore {
         // Same writes as an acknowledgement, minus touching the outbox.
         self.with(|c| {
             let tx = c.transaction()?;
-            {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO ledger (profile, target, person_id, event_id, fingerprint, starts_at, calendar, remote_id, etag, sequence, gone, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?;
-                let mut del = tx.prepare_cached(
-                    "DELETE FROM ledger WHERE profile = ?1 AND target = ?2 AND person_id = ?3 AND event_id = ?4",
-                )?;
-                for a in &acks {
-                    match a {
-                        Ack::Written(e) => {
-                            upsert.execute(params![
-                                profile,
-                                target,
-                                e.person_id,
-                                e.event_id,
-                                e.fingerprint as i64,
-                                e.starts_at,
-                                e.calendar,
-                                e.remote_id,
-                                e.etag,
-                                e.sequence as i64,
-                                e.gone as i64,
-                                e.updated_at
-                            ])?;
-                        }
-                        Ack::Deleted {
-                            person_id,
-                            event_id,
-                        } => {
-                            del.execute(params![profile, target, person_id, event_id])?;
-                        }
-                    }
-                }
-            }
+            write_ledger(&tx, profile, target, &acks, false)?;
             tx.commit()
         })
     }
@@ -931,6 +854,63 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsoleUser> {
         password_hash: r.get(2)?,
         created_at: r.get(3)?,
     })
+}
+
+/// Applies acknowledgements to the ledger inside `tx`; with `clear_outbox`,
+/// also removes their outbox rows (constraint 2 of `outbox.rs`).
+fn write_ledger(
+    tx: &rusqlite::Transaction<'_>,
+    profile: &str,
+    target: &str,
+    acks: &[Ack],
+    clear_outbox: bool,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO ledger (profile, target, person_id, event_id, fingerprint, starts_at, calendar, remote_id, etag, sequence, gone, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         ON CONFLICT (profile, target, person_id, event_id) DO UPDATE SET \
+         fingerprint = excluded.fingerprint, starts_at = excluded.starts_at, calendar = excluded.calendar, \
+         remote_id = excluded.remote_id, etag = excluded.etag, sequence = excluded.sequence, \
+         gone = excluded.gone, updated_at = excluded.updated_at",
+    )?;
+    let mut del = tx.prepare_cached(
+        "DELETE FROM ledger WHERE profile = ?1 AND target = ?2 AND person_id = ?3 AND event_id = ?4",
+    )?;
+    let mut done = tx.prepare_cached(
+        "DELETE FROM outbox WHERE profile = ?1 AND target = ?2 AND person_id = ?3 AND event_id = ?4",
+    )?;
+    for a in acks {
+        let (person_id, event_id) = match a {
+            Ack::Written(e) => {
+                upsert.execute(params![
+                    profile,
+                    target,
+                    e.person_id,
+                    e.event_id,
+                    e.fingerprint as i64,
+                    e.starts_at,
+                    e.calendar,
+                    e.remote_id,
+                    e.etag,
+                    e.sequence as i64,
+                    e.gone as i64,
+                    e.updated_at
+                ])?;
+                (&e.person_id, &e.event_id)
+            }
+            Ack::Deleted {
+                person_id,
+                event_id,
+            } => {
+                del.execute(params![profile, target, person_id, event_id])?;
+                (person_id, event_id)
+            }
+        };
+        if clear_outbox {
+            done.execute(params![profile, target, person_id, event_id])?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
