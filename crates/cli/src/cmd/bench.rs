@@ -155,31 +155,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("seeding a ledger that is in sync…");
         let cfg = common::load(&config(&dir, "synced.db")?)?;
         let store = common::store(&cfg)?;
-        let p = &cfg.profiles[0];
-        let d = edusync_engine::desire(p, jiff::Timestamp::now())?;
-        let tt = &d.tt;
-        let mut batch = Vec::with_capacity(100_000);
-        for (person, event) in d.attendance.iter() {
-            let pe = &tt.people[person as usize];
-            let ev = &tt.events[event as usize];
-            batch.push(Ack::Written(LedgerEntry {
-                person_id: pe.id.clone(),
-                event_id: ev.id.clone(),
-                fingerprint: d.fingerprints.entry(tt, person, event),
-                starts_at: ev.start.as_second(),
-                calendar: pe.email.clone(),
-                remote_id: Some(edusync_core::keys::resource_name(&p.name, &ev.id)),
-                etag: None,
-                sequence: 0,
-                gone: false,
-                updated_at: 0,
-            }));
-            if batch.len() == 100_000 {
-                store.ack(&p.name, "vdir", &batch)?;
-                batch.clear();
-            }
-        }
-        store.ack(&p.name, "vdir", &batch)?;
+        seed_in_sync_ledger(&cfg, store.as_ref())?;
     }
     let _ = std::fs::remove_file(dir.join("empty.db"));
     drop(edusync_store::sqlite::SqliteStore::open(
@@ -294,4 +270,38 @@ pub fn run(a: Args) -> Result<ExitCode> {
         rss_changed / 1024
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fills `store` with a ledger exactly in sync with the profile's source
+/// (every desired entry, matching fingerprint), for the "nothing to do" scenarios.
+pub(crate) fn seed_in_sync_ledger(
+    cfg: &edusync_config::Config,
+    store: &dyn edusync_store::Store,
+) -> Result<()> {
+    let p = &cfg.profiles[0];
+    let d = edusync_engine::desire(p, jiff::Timestamp::now())?;
+    let tt = &d.tt;
+    let mut batch = Vec::with_capacity(100_000);
+    for (person, event) in d.attendance.iter() {
+        let pe = &tt.people[person as usize];
+        let ev = &tt.events[event as usize];
+        batch.push(Ack::Written(LedgerEntry {
+            person_id: pe.id.clone(),
+            event_id: ev.id.clone(),
+            fingerprint: d.fingerprints.entry(tt, person, event),
+            starts_at: ev.start.as_second(),
+            calendar: pe.email.clone(),
+            remote_id: Some(edusync_core::keys::resource_name(&p.name, &ev.id)),
+            etag: None,
+            sequence: 0,
+            gone: false,
+            updated_at: 0,
+        }));
+        if batch.len() == 100_000 {
+            store.ack(&p.name, "vdir", &batch)?;
+            batch.clear();
+        }
+    }
+    store.ack(&p.name, "vdir", &batch)?;
+    Ok(())
 }

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use edusync_db::{block_on, pg};
-use edusync_store::{Ack, LedgerEntry};
 
 use super::bench::Args;
 use super::common;
@@ -163,31 +162,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("seeding a ledger that is in sync…");
         let cfg = common::load(&cfg_path)?;
         let store = common::store(&cfg)?;
-        let p = &cfg.profiles[0];
-        let d = edusync_engine::desire(p, jiff::Timestamp::now())?;
-        let tt = &d.tt;
-        let mut batch = Vec::with_capacity(100_000);
-        for (person, event) in d.attendance.iter() {
-            let pe = &tt.people[person as usize];
-            let ev = &tt.events[event as usize];
-            batch.push(Ack::Written(LedgerEntry {
-                person_id: pe.id.clone(),
-                event_id: ev.id.clone(),
-                fingerprint: d.fingerprints.entry(tt, person, event),
-                starts_at: ev.start.as_second(),
-                calendar: pe.email.clone(),
-                remote_id: Some(edusync_core::keys::resource_name(&p.name, &ev.id)),
-                etag: None,
-                sequence: 0,
-                gone: false,
-                updated_at: 0,
-            }));
-            if batch.len() == 100_000 {
-                store.ack(&p.name, "vdir", &batch)?;
-                batch.clear();
-            }
-        }
-        store.ack(&p.name, "vdir", &batch)?;
+        super::bench::seed_in_sync_ledger(&cfg, store.as_ref())?;
         drop(store);
         block_on(
             pg::connect(&state, None, "edusync bench")?.batch_execute("VACUUM ANALYZE ledger"),
