@@ -2,7 +2,7 @@
 //! audit log of operator actions, and per-person feed tokens.
 //!
 //! Contracts every [`crate::Store`] implementation keeps (SQLite in
-//! `sqlite.rs`, migration 2; the PostgreSQL store implements the same):
+//! `sqlite.rs`, migration 2; PostgreSQL in `postgres.rs`, migration 3):
 //! - secrets are never stored: a password is stored as its argon2id PHC
 //!   string, a session id and a feed token only as a hash the server computes
 //!   (`blake3` hex) — the store compares hashes with `=`, nothing more;

@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use crate::console::{AuditEntry, ConsoleUser, FeedTokenRecord, SessionRecord};
 use crate::outbox::{Ack, OpKind, OpState, OutboxOp, OutboxRow};
 use crate::{
     now, LedgerEntry, OpError, QuarantineRecord, Result, Run, RunId, RunKind, RunOutcome,
@@ -112,6 +113,36 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN lease_owner INTEGER;
     ALTER TABLE outbox ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX outbox_claim ON outbox (profile, target, state, person_id, event_id) WHERE state = 'pending';
+    "#,
+    // 3: console accounts, sessions, audit log, feed tokens (see console.rs)
+    r#"
+    CREATE TABLE console_users (
+        name          TEXT COLLATE "C" PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    BIGINT NOT NULL
+    );
+    CREATE TABLE console_sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user_name  TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX console_sessions_expiry ON console_sessions (expires_at);
+    CREATE TABLE console_audit (
+        id        BIGSERIAL PRIMARY KEY,
+        at        BIGINT NOT NULL,
+        user_name TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        target    TEXT NOT NULL,
+        detail    TEXT NOT NULL
+    );
+    CREATE TABLE feed_tokens (
+        person_id  TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL
+    );
     "#,
 ];
 
@@ -857,5 +888,140 @@ impl Store for PgStore {
              WHERE profile = $1 AND target = $2 AND lease_owner = pg_backend_pid()",
             &[&profile, &target, &(now() + retry_after.as_secs() as i64)],
         )
+    }
+
+    fn put_user(&self, u: &ConsoleUser) -> Result<()> {
+        self.exec(
+            "INSERT INTO console_users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash",
+            &[&u.name, &u.role, &u.password_hash, &u.created_at],
+        )
+        .map(|_| ())
+    }
+
+    fn user(&self, name: &str) -> Result<Option<ConsoleUser>> {
+        let rows = self.rows(
+            "SELECT name, role, password_hash, created_at FROM console_users WHERE name = $1",
+            &[&name],
+        )?;
+        Ok(rows.first().map(user_row))
+    }
+
+    fn users(&self) -> Result<Vec<ConsoleUser>> {
+        let rows = self.rows(
+            "SELECT name, role, password_hash, created_at FROM console_users ORDER BY name",
+            &[],
+        )?;
+        Ok(rows.iter().map(user_row).collect())
+    }
+
+    fn put_session(&self, id_hash: &str, s: &SessionRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO console_sessions (id_hash, user_name, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id_hash) DO UPDATE SET user_name = excluded.user_name, csrf = excluded.csrf, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+            &[&id_hash, &s.user, &s.csrf, &s.created_at, &s.expires_at],
+        )
+        .map(|_| ())
+    }
+
+    fn session(&self, id_hash: &str, now: i64) -> Result<Option<SessionRecord>> {
+        let rows = self.rows(
+            "SELECT user_name, csrf, created_at, expires_at FROM console_sessions \
+             WHERE id_hash = $1 AND expires_at > $2",
+            &[&id_hash, &now],
+        )?;
+        Ok(rows.first().map(|r| SessionRecord {
+            user: r.get(0),
+            csrf: r.get(1),
+            created_at: r.get(2),
+            expires_at: r.get(3),
+        }))
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM console_sessions WHERE id_hash = $1",
+            &[&id_hash],
+        )
+        .map(|_| ())
+    }
+
+    fn purge_sessions(&self, now: i64) -> Result<u64> {
+        self.exec(
+            "DELETE FROM console_sessions WHERE expires_at <= $1",
+            &[&now],
+        )
+    }
+
+    fn record_audit(&self, e: &AuditEntry) -> Result<()> {
+        self.exec(
+            "INSERT INTO console_audit (at, user_name, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+            &[&e.at, &e.user, &e.action, &e.target, &e.detail],
+        )
+        .map(|_| ())
+    }
+
+    fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = self.rows(
+            "SELECT at, user_name, action, target, detail FROM console_audit ORDER BY id DESC LIMIT $1",
+            &[&(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                at: r.get(0),
+                user: r.get(1),
+                action: r.get(2),
+                target: r.get(3),
+                detail: r.get(4),
+            })
+            .collect())
+    }
+
+    fn set_feed_token(&self, person_id: &str, token_hash: &str, now: i64) -> Result<()> {
+        self.exec(
+            "INSERT INTO feed_tokens (person_id, token_hash, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (person_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+            &[&person_id, &token_hash, &now],
+        )
+        .map(|_| ())
+    }
+
+    fn feed_token_of(&self, person_id: &str) -> Result<Option<FeedTokenRecord>> {
+        let rows = self.rows(
+            "SELECT person_id, token_hash, created_at FROM feed_tokens WHERE person_id = $1",
+            &[&person_id],
+        )?;
+        Ok(rows.first().map(|r| FeedTokenRecord {
+            person_id: r.get(0),
+            token_hash: r.get(1),
+            created_at: r.get(2),
+        }))
+    }
+
+    fn feed_token_person(&self, token_hash: &str) -> Result<Option<String>> {
+        let rows = self.rows(
+            "SELECT person_id FROM feed_tokens WHERE token_hash = $1",
+            &[&token_hash],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn revoke_feed_token(&self, person_id: &str) -> Result<bool> {
+        self.exec(
+            "DELETE FROM feed_tokens WHERE person_id = $1",
+            &[&person_id],
+        )
+        .map(|n| n > 0)
+    }
+}
+
+fn user_row(r: &Row) -> ConsoleUser {
+    ConsoleUser {
+        name: r.get(0),
+        role: r.get(1),
+        password_hash: r.get(2),
+        created_at: r.get(3),
     }
 }
