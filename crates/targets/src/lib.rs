@@ -9,6 +9,7 @@
 //! - [`graph`]: Microsoft 365 through Microsoft Graph: the client and [`graph::GraphTarget`].
 //! - [`caldav`]: CalDAV servers (Radicale, Xandikos, Nextcloud, SOGo, …), one collection per person.
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
+//! - [`jwt`]: RS256 JWTs for credentials proven with a private key (Google, Graph certificates).
 //!
 //! Architecture invariant: only this crate talks to calendar services.
 
@@ -18,6 +19,7 @@ use edusync_core::window::Window;
 pub mod caldav;
 pub mod delivery;
 pub mod graph;
+pub mod jwt;
 pub mod vdir;
 
 /// What an op does.
