@@ -62,7 +62,10 @@ impl RsaSigner {
             }
         }
         let key = key.ok_or_else(|| {
-            KeyError("no `-----BEGIN PRIVATE KEY-----` block (an RSA key in PKCS#8 or PKCS#1 PEM)".into())
+            KeyError(
+                "no `-----BEGIN PRIVATE KEY-----` block (an RSA key in PKCS#8 or PKCS#1 PEM)"
+                    .into(),
+            )
         })?;
         Ok(Self { key, certificates })
     }
@@ -121,10 +124,16 @@ pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
             .and_then(|l| l.strip_suffix("-----"))
         {
             let (begun, body) = open.take().ok_or_else(|| {
-                KeyError(format!("line {}: `-----END {label}-----` without a BEGIN", n + 1))
+                KeyError(format!(
+                    "line {}: `-----END {label}-----` without a BEGIN",
+                    n + 1
+                ))
             })?;
             let der = STANDARD.decode(body.as_bytes()).map_err(|e| {
-                KeyError(format!("the {begun} block ending on line {} is not valid base64 ({e})", n + 1))
+                KeyError(format!(
+                    "the {begun} block ending on line {} is not valid base64 ({e})",
+                    n + 1
+                ))
             })?;
             out.push((begun, der));
         } else if let Some((_, body)) = &mut open {
@@ -134,7 +143,9 @@ pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
         }
     }
     if let Some((label, _)) = open {
-        return Err(KeyError(format!("the {label} block has no END line (is the file cut short?)")));
+        return Err(KeyError(format!(
+            "the {label} block has no END line (is the file cut short?)"
+        )));
     }
     Ok(out)
 }
@@ -150,7 +161,10 @@ mod tests {
         let signer = RsaSigner::from_pem(KEY).unwrap();
         assert!(signer.certificate().is_none());
         let with_cert = format!("{KEY}{}", edusync_testkit::TEST_CERT_PEM);
-        assert!(RsaSigner::from_pem(&with_cert).unwrap().certificate().is_some());
+        assert!(RsaSigner::from_pem(&with_cert)
+            .unwrap()
+            .certificate()
+            .is_some());
         let token = signer.sign(
             &serde_json::json!({"kid": "k1"}),
             &serde_json::json!({"iss": "a", "exp": 1}),
@@ -177,9 +191,11 @@ mod tests {
         let cut = KEY.lines().take(5).collect::<Vec<_>>().join("\n");
         let e = RsaSigner::from_pem(&cut).unwrap_err().to_string();
         assert!(e.contains("no END line"), "{e}");
-        let e = RsaSigner::from_pem("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
-            .unwrap_err()
-            .to_string();
+        let e = RsaSigner::from_pem(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("encrypted"), "{e}");
     }
 }
