@@ -12,7 +12,9 @@
 //! `transactionId`, derived from the sequence) create it as a new
 //! generation instead of being answered with the deleted one.
 //!
-//! Calendars are listed a few at a time; a calendar that cannot be listed
+//! People are checked in timetable order, a few calendars at a time, each
+//! from its own ledger rows, and changes are written as they accumulate,
+//! so memory does not grow with the ledger. Calendars are listed a few at a time; a calendar that cannot be listed
 //! (a mailbox gone, a timeout) is skipped with a warning, and checked again
 //! next cycle: drift repair never stops a cycle.
 
@@ -21,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::stream::{self, StreamExt};
 
 use edusync_config::{DriftMode, Profile};
+use edusync_core::timetable::Person;
 use edusync_core::window::Window;
 use edusync_store::{LedgerEntry, Store};
 use edusync_targets::Target;
@@ -28,24 +31,41 @@ use tracing::{info, warn};
 
 use crate::Result;
 
+/// Ledger changes written per call to the store, so memory stays bounded
+/// however large the profile is.
+const FLUSH_EVERY: usize = 10_000;
+
+/// Checks the calendars of `people` (the timetable's, in order), one
+/// person's ledger rows at a time, so a 5M-row ledger is never held whole.
 pub async fn reconcile(
     profile: &Profile,
     target_name: &str,
     target: &Target,
     store: &dyn Store,
     window: &Window,
+    people: &[Person],
 ) -> Result<()> {
-    let mut by_calendar: BTreeMap<String, Vec<LedgerEntry>> = BTreeMap::new();
-    for l in store.ledger_all(&profile.name, target_name)? {
-        if window.contains_secs(l.starts_at) {
-            by_calendar.entry(l.calendar.clone()).or_default().push(l);
+    // Each person's rows in the window, by the calendar they were written to
+    // (one, unless the person's address changed).
+    let calendars = people.iter().flat_map(|p| {
+        let rows = match store.ledger_for_person(&profile.name, &p.id) {
+            Ok(rows) => rows,
+            Err(e) => return vec![Err(e)],
+        };
+        let mut by_calendar: BTreeMap<String, Vec<LedgerEntry>> = BTreeMap::new();
+        for (t, l) in rows {
+            if t == target_name && window.contains_secs(l.starts_at) {
+                by_calendar.entry(l.calendar.clone()).or_default().push(l);
+            }
         }
-    }
+        by_calendar.into_iter().map(Ok).collect()
+    });
     let mut changes = Vec::new();
     let (mut edited, mut deleted) = (0u64, 0u64);
     let concurrency = target.calendar_concurrency().clamp(1, 32);
-    let mut listed = stream::iter(by_calendar)
-        .map(|(calendar, rows)| async move {
+    let mut listed = stream::iter(calendars)
+        .map(|calendar| async move {
+            let (calendar, rows) = calendar?;
             // What the ledger knows lets CalDAV answer from ETags alone.
             let hint = edusync_targets::CalendarHint {
                 person_id: rows.first().map(|l| l.person_id.clone()),
@@ -57,10 +77,11 @@ pub async fn reconcile(
             let r = target
                 .list_known(&calendar, &profile.name, window, &hint)
                 .await;
-            (calendar, rows, r)
+            Ok::<_, edusync_store::StoreError>((calendar, rows, r))
         })
         .buffer_unordered(concurrency);
-    while let Some((calendar, rows, listing)) = listed.next().await {
+    while let Some(item) = listed.next().await {
+        let (calendar, rows, listing) = item?;
         let remote: HashMap<String, edusync_targets::RemoteItem> = match listing {
             Ok(items) => items.into_iter().map(|r| (r.event_id.clone(), r)).collect(),
             Err(e) => {
@@ -114,10 +135,15 @@ pub async fn reconcile(
                 Some(_) => {}
             }
         }
+        if changes.len() >= FLUSH_EVERY {
+            store.reconcile_ledger(&profile.name, target_name, &std::mem::take(&mut changes))?;
+        }
     }
     if !changes.is_empty() {
-        info!(profile = %profile.name, target = target_name, edited, deleted, "events changed by hand found");
         store.reconcile_ledger(&profile.name, target_name, &changes)?;
+    }
+    if edited + deleted > 0 {
+        info!(profile = %profile.name, target = target_name, edited, deleted, "events changed by hand found");
     }
     Ok(())
 }
