@@ -384,7 +384,15 @@ async fn sync_run(
     if profile.drift != DriftMode::Off {
         progress.phase(&profile.name, "checking calendars for changes made by hand");
         for (name, target) in &targets {
-            drift::reconcile(profile, name, target, store, &desire.window).await?;
+            drift::reconcile(
+                profile,
+                name,
+                target,
+                store,
+                &desire.window,
+                &desire.tt.people,
+            )
+            .await?;
         }
     }
     progress.phase(&profile.name, "planning");
