@@ -7,55 +7,6 @@ mod serve_common;
 
 use serve_common::*;
 
-fn form_value(html: &str, name: &str) -> String {
-    let key = format!("name=\"{name}\" value=\"");
-    let i = html
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} field in:\n{html}"))
-        + key.len();
-    html[i..].split('"').next().unwrap().to_string()
-}
-
-/// Signs in; returns the `Cookie` header value and the session's CSRF token.
-fn sign_in(s: &Serve, user: &str) -> (String, String) {
-    let (code, hs, page) = get(s.addr, "/console/login", &[]).unwrap();
-    assert_eq!(code, 200);
-    let login_cookie = header(&hs, "set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let csrf = form_value(&page, "csrf");
-    let (code, hs, _) = request(
-        s.addr,
-        "POST",
-        "/console/login",
-        &[("Cookie", &login_cookie)],
-        &format!("csrf={csrf}&next=%2Fconsole&user={user}&password=correct+horse+battery"),
-    )
-    .unwrap();
-    assert_eq!(code, 303, "sign-in as {user}");
-    let set = hs
-        .iter()
-        .filter(|(k, _)| k == "set-cookie")
-        .map(|(_, v)| v.as_str())
-        .find(|v| v.starts_with("edusync_session="))
-        .expect("a session cookie");
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-        "{set}"
-    );
-    assert!(
-        !set.contains("Secure"),
-        "plain http on loopback: not Secure ({set})"
-    );
-    let cookie = set.split(';').next().unwrap().to_string();
-    let (code, _, page) = get(s.addr, "/console/logout", &[("Cookie", &cookie)]).unwrap();
-    assert_eq!(code, 200);
-    (cookie, form_value(&page, "csrf"))
-}
-
 #[test]
 fn console_requires_sign_in_roles_csrf_and_limits_guessing() {
     let mut s = Serve::start(20, "1h");

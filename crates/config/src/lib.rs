@@ -50,6 +50,10 @@ pub struct Config {
     pub dir: PathBuf,
     /// Where edusync keeps its ledger, outbox and run history.
     pub state: StateUrl,
+    /// `state_password_env`: the environment variable holding the password of
+    /// a `postgres://` state, replacing the URL's. Default: none (the URL's
+    /// password, or none).
+    pub state_password_env: Option<EnvKey>,
     pub server: ServerConfig,
     pub hub: HubConfig,
     pub profiles: Vec<Profile>,
@@ -307,6 +311,15 @@ pub fn secret_from_env(config_path: &Path, env: &EnvKey) -> Result<String, Confi
 }
 
 impl Config {
+    /// The state database's password from `state_password_env`, when the
+    /// config names one (read from the environment now, never stored).
+    pub fn state_password(&self) -> Result<Option<String>, ConfigError> {
+        self.state_password_env
+            .as_ref()
+            .map(|env| secret_from_env(&self.path, env))
+            .transpose()
+    }
+
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -352,6 +365,9 @@ impl Config {
     pub fn redacted_summary(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!("state = {:?}\n", self.state.redacted()));
+        if let Some(env) = &self.state_password_env {
+            out.push_str(&format!("state_password_env = {:?}\n", env.var));
+        }
         out.push_str(&format!("[server]\nlisten = {:?}\n", self.server.listen));
         out.push_str(&format!(
             "[hub]\nroot = {:?}\n",
@@ -455,6 +471,7 @@ pub fn redact_url(url: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state: Option<Spanned<String>>,
+    state_password_env: Option<Spanned<String>>,
     server: Option<RawServer>,
     hub: Option<RawHub>,
     #[serde(default)]
@@ -596,6 +613,25 @@ impl Cx<'_> {
             None => StateUrl::Sqlite(self.resolve("edusync-state.db")),
             Some(s) => self.state_url(s)?,
         };
+        let state_password_env = match raw.state_password_env {
+            None => None,
+            Some(v) if !matches!(state, StateUrl::Postgres(_)) => {
+                return Err(self.err_at(
+                    v.span(),
+                    "state_password_env applies only to a postgres:// state; remove it (a SQLite state has no password)",
+                ))
+            }
+            Some(v) if v.get_ref().trim().is_empty() => {
+                return Err(self.err_at(
+                    v.span(),
+                    "state_password_env is empty; name the environment variable that holds the state database's password, e.g. state_password_env = \"EDUSYNC_STATE_PASSWORD\"",
+                ))
+            }
+            Some(v) => Some(EnvKey {
+                var: v.into_inner(),
+                key: "state_password_env".into(),
+            }),
+        };
         let server = ServerConfig {
             listen: raw
                 .server
@@ -663,6 +699,7 @@ impl Cx<'_> {
             path: self.path.to_path_buf(),
             dir: self.dir.to_path_buf(),
             state,
+            state_password_env,
             server,
             hub,
             profiles,

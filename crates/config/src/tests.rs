@@ -109,6 +109,14 @@ fn bad_configs_name_key_file_and_line() {
             "config file /etc/edusync/edusync.toml, line 3: profiles[0].timezone = \"Mars/Olympus\" is not a known IANA time zone; use a name like \"Europe/London\"",
         ),
         (
+            "state = \"sqlite://s.db\"\nstate_password_env = \"PW\"\n",
+            "config file /etc/edusync/edusync.toml, line 2: state_password_env applies only to a postgres:// state; remove it (a SQLite state has no password)",
+        ),
+        (
+            "state = \"postgres://edusync@db/edusync\"\nstate_password_env = \" \"\n",
+            "config file /etc/edusync/edusync.toml, line 2: state_password_env is empty; name the environment variable that holds the state database's password, e.g. state_password_env = \"EDUSYNC_STATE_PASSWORD\"",
+        ),
+        (
             "state = \"redis://x\"\n",
             "config file /etc/edusync/edusync.toml, line 1: `state` = \"redis://x\" is not a supported state URL; use sqlite://PATH or postgres://USER@HOST/DB",
         ),
@@ -239,4 +247,26 @@ fn blackout_windows_parse_and_cross_midnight() {
     ] {
         assert!(Blackout::parse(bad).is_none(), "{bad}");
     }
+}
+
+#[test]
+fn state_password_comes_from_the_named_environment_variable() {
+    let text = "state = \"postgres://edusync@db.example.ac.uk/edusync\"\nstate_password_env = \"EDUSYNC_TEST_STATE_PW_7\"\n";
+    let c = Config::parse(Path::new("/etc/edusync/edusync.toml"), text).unwrap();
+    assert_eq!(
+        c.state_password_env.as_ref().unwrap().var,
+        "EDUSYNC_TEST_STATE_PW_7"
+    );
+    assert!(c
+        .redacted_summary()
+        .contains("state_password_env = \"EDUSYNC_TEST_STATE_PW_7\""));
+    let err = c.state_password().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "environment variable EDUSYNC_TEST_STATE_PW_7 is not set (named by `state_password_env` in /etc/edusync/edusync.toml); export it before running edusync"
+    );
+    std::env::set_var("EDUSYNC_TEST_STATE_PW_7", "s3cret");
+    assert_eq!(c.state_password().unwrap().as_deref(), Some("s3cret"));
+    let none = Config::parse(Path::new("/x/e.toml"), "state = \"postgres://u@h/d\"\n").unwrap();
+    assert_eq!(none.state_password().unwrap(), None);
 }

@@ -50,9 +50,8 @@ impl AppState {
     /// root, the sync state store). The scheduler starts with [`serve_on`].
     pub fn open(config: Config) -> Result<AppState, ServeError> {
         let hub = Hub::open(&config).map_err(|e| ServeError::Hub(e.to_string()))?;
-        let store: Arc<dyn edusync_store::Store> = Arc::from(
-            edusync_store::open(&config.state).map_err(|e| ServeError::State(e.to_string()))?,
-        );
+        let store: Arc<dyn edusync_store::Store> =
+            Arc::from(edusync_store::open(&config).map_err(|e| ServeError::State(e.to_string()))?);
         let config = Arc::new(config);
         Ok(AppState {
             scheduler: Arc::new(scheduler::Scheduler::new(config.clone(), store.clone())),

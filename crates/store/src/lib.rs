@@ -399,11 +399,20 @@ fn unsupported(what: &str) -> StoreError {
     ))
 }
 
-/// Opens the store named by a config `state` URL.
-pub fn open(url: &edusync_config::StateUrl) -> Result<Box<dyn Store>> {
-    match url {
+/// Opens the store a config names: `state`, with the password from
+/// `state_password_env` for PostgreSQL when the config names one.
+pub fn open(config: &edusync_config::Config) -> Result<Box<dyn Store>> {
+    match &config.state {
         edusync_config::StateUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
-        edusync_config::StateUrl::Postgres(url) => Ok(Box::new(postgres::PgStore::open(url)?)),
+        edusync_config::StateUrl::Postgres(url) => {
+            let password = config
+                .state_password()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            Ok(Box::new(postgres::PgStore::open_with_password(
+                url,
+                password.as_deref(),
+            )?))
+        }
     }
 }
 

@@ -175,16 +175,23 @@ type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
 impl PgStore {
     /// Connects to, and migrates, the state database at `url`.
     pub fn open(url: &str) -> Result<PgStore> {
-        Self::open_at(url, MIGRATIONS.len())
+        Self::open_at(url, MIGRATIONS.len(), None)
+    }
+
+    /// As [`PgStore::open`], with `password` (from `state_password_env`)
+    /// replacing the URL's.
+    pub fn open_with_password(url: &str, password: Option<&str>) -> Result<PgStore> {
+        Self::open_at(url, MIGRATIONS.len(), password)
     }
 
     /// Opens with only the first `version` migrations applied (upgrade tests).
-    pub fn open_at(url: &str, version: usize) -> Result<PgStore> {
+    pub fn open_at(url: &str, version: usize, password: Option<&str>) -> Result<PgStore> {
         let location = pg::describe(url);
-        let client = pg::connect(url, None, "edusync state").map_err(|e| StoreError::Postgres {
-            location: location.clone(),
-            detail: e.to_string(),
-        })?;
+        let client =
+            pg::connect(url, password, "edusync state").map_err(|e| StoreError::Postgres {
+                location: location.clone(),
+                detail: e.to_string(),
+            })?;
         migrate(&client, &location, version)?;
         Ok(PgStore {
             client: Mutex::new(client),

@@ -314,7 +314,7 @@ fn a_newer_schema_is_refused() {
 fn a_postgres_state_of_schema_1_is_upgraded_with_its_outbox_claimable() {
     let db = PgTestDb::create();
     {
-        let s = PgStore::open_at(&db.url, 1).unwrap();
+        let s = PgStore::open_at(&db.url, 1, None).unwrap();
         let run = s.start_run("t", RunKind::Sync).unwrap();
         s.replace_outbox(
             run,

@@ -9,7 +9,7 @@ pub fn load(path: &std::path::Path) -> Result<Config> {
 }
 
 pub fn store(config: &Config) -> Result<Box<dyn Store>> {
-    edusync_store::open(&config.state).with_context(|| {
+    edusync_store::open(config).with_context(|| {
         format!(
             "opening the state store named by `state` in {}",
             config.path.display()

@@ -46,12 +46,26 @@ pub struct Serve {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     pub child: Option<Child>,
+    /// Environment given to every `edusync` this test runs (e.g. the state's password).
+    pub env: Vec<(String, String)>,
 }
 
 impl Serve {
     /// A timetable of `students`, one profile `teaching` syncing to a vdir
     /// every `schedule`, accounts `admin`/`operator`/`viewer` (password [`PASSWORD`]).
     pub fn start(students: u32, schedule: &str) -> Serve {
+        Serve::start_on(students, schedule, "state = \"sqlite://./state.db\"", &[])
+    }
+
+    /// As [`Serve::start`], with the config's top-level state keys
+    /// (`state_lines`, e.g. a `postgres://` state and its `state_password_env`)
+    /// and `env` for every command.
+    pub fn start_on(
+        students: u32,
+        schedule: &str,
+        state_lines: &str,
+        env: &[(&str, &str)],
+    ) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         edusync(
@@ -71,7 +85,7 @@ impl Serve {
         std::fs::write(
             d.join("edusync.toml"),
             format!(
-                "state = \"sqlite://./state.db\"\n[server]\nlisten = \"127.0.0.1:{port}\"\n[hub]\nroot = \"./collected\"\n\
+                "{state_lines}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[hub]\nroot = \"./collected\"\n\
 [[profiles]]\nname = \"teaching\"\ntimezone = \"Europe/London\"\nschedule = \"{schedule}\"\n\
 [profiles.source]\nurl = \"sqlite://./timetable.db\"\nprefix = \"tt_\"\n[profiles.guard]\nmax_delete_percent = 10\n\
 [[profiles.targets]]\nkind = \"vdir\"\npath = \"./calendars\"\n"
@@ -92,13 +106,17 @@ impl Serve {
                     "--password-env",
                     "PW",
                 ],
-                &[("PW", PASSWORD)],
+                &[env, &[("PW", PASSWORD)]].concat(),
             );
         }
         let mut s = Serve {
             addr: format!("127.0.0.1:{port}").parse().unwrap(),
             dir,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -109,6 +127,7 @@ impl Serve {
         let child = Command::new(BIN)
             .args(["-v", "serve", "--config", "edusync.toml"])
             .current_dir(self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("EDUSYNC_CONSOLE_TOKEN", "test-bearer-token")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -204,6 +223,56 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
+}
+
+/// The value of the form field `name` in a page.
+pub fn form_value(html: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let i = html
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} field in:\n{html}"))
+        + key.len();
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+/// Signs in (password [`PASSWORD`]); returns the `Cookie` header value and the session's CSRF token.
+pub fn sign_in(s: &Serve, user: &str) -> (String, String) {
+    let (code, hs, page) = get(s.addr, "/console/login", &[]).unwrap();
+    assert_eq!(code, 200);
+    let login_cookie = header(&hs, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = form_value(&page, "csrf");
+    let (code, hs, _) = request(
+        s.addr,
+        "POST",
+        "/console/login",
+        &[("Cookie", &login_cookie)],
+        &format!("csrf={csrf}&next=%2Fconsole&user={user}&password=correct+horse+battery"),
+    )
+    .unwrap();
+    assert_eq!(code, 303, "sign-in as {user}");
+    let set = hs
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .find(|v| v.starts_with("edusync_session="))
+        .expect("a session cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Secure"),
+        "plain http on loopback: not Secure ({set})"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (code, _, page) = get(s.addr, "/console/logout", &[("Cookie", &cookie)]).unwrap();
+    assert_eq!(code, 200);
+    (cookie, form_value(&page, "csrf"))
 }
 
 /// Status, headers (lowercase names) and body of a response.

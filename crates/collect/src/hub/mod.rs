@@ -20,6 +20,7 @@
 pub mod disk;
 pub mod http;
 pub mod store;
+pub mod store_pg;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ use crate::protocol::{
 };
 use disk::{is_disk_full, partial_path, Disk, FsDisk, QuotaDisk};
 use store::{FileEntry, HubStore, SqliteHubStore, StoreError, UploadRow};
+use store_pg::PgHubStore;
 
 /// A refused or failed hub request. [`HubError::status`] gives its HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +173,8 @@ pub struct Hub {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubOpenError {
-    #[error("the hub keeps its manifest in the state database, and only SQLite state is supported for now (state = \"sqlite://…\" in {0})")]
-    UnsupportedState(PathBuf),
+    #[error("{0}")]
+    Config(#[from] edusync_config::ConfigError),
     #[error("cannot open the hub's state: {0}")]
     Store(#[from] StoreError),
     #[error("cannot use hub root {path}: {source} (check [hub] root exists or can be created, and is writable)")]
@@ -182,12 +184,14 @@ pub enum HubOpenError {
     },
 }
 
-/// Opens the hub's store from the edusync config (the `hub_` tables of the state database).
+/// Opens the hub's store from the edusync config: the `hub_` tables of the
+/// state database, SQLite or PostgreSQL (shared by every `serve` on it).
 pub fn open_store(config: &edusync_config::Config) -> Result<Arc<dyn HubStore>, HubOpenError> {
     match &config.state {
         edusync_config::StateUrl::Sqlite(p) => Ok(Arc::new(SqliteHubStore::open(p)?)),
-        edusync_config::StateUrl::Postgres(_) => {
-            Err(HubOpenError::UnsupportedState(config.path.clone()))
+        edusync_config::StateUrl::Postgres(url) => {
+            let password = config.state_password()?;
+            Ok(Arc::new(PgHubStore::open(url, password.as_deref())?))
         }
     }
 }

@@ -2,13 +2,14 @@
 //! the manifest of received files.
 //!
 //! [`HubStore`] is synchronous on purpose: the SQLite implementation is, and
-//! the hub calls it from `spawn_blocking`. A PostgreSQL implementation can use
-//! a blocking client (or block on an async one) behind the same trait; the
-//! types crossing it are plain data, timestamps are Unix milliseconds.
+//! the hub calls it from `spawn_blocking`. The PostgreSQL implementation
+//! ([`super::store_pg::PgHubStore`]) blocks on the async client's futures
+//! behind the same trait; the types crossing it are plain data, timestamps
+//! are Unix milliseconds.
 //!
-//! The SQLite implementation shares the state database file with the rest of
-//! edusync, so it touches only tables prefixed `hub_` and versions its schema
-//! in its own `hub_schema_version` table.
+//! Both implementations share the state database with the rest of edusync,
+//! so they touch only tables prefixed `hub_` and version their schema in
+//! their own `hub_schema_version` table.
 
 use std::path::Path;
 use std::sync::Mutex;
