@@ -58,14 +58,7 @@ pub fn targets(profile: &Profile) -> Result<Vec<(String, Arc<Target>)>> {
                 )),
                 TargetKind::Graph(g) => Target::Graph(graph_target(profile, &t.name, g)?),
                 TargetKind::Caldav(c) => Target::Caldav(caldav_target(profile, &t.name, c)?),
-                other => {
-                    return Err(EngineError::Usage(format!(
-                        "profile {:?}: target {:?} of kind {:?} is not available in this build",
-                        profile.name,
-                        t.name,
-                        other.kind_name()
-                    )))
-                }
+                TargetKind::Google(g) => Target::Google(google_target(profile, &t.name, g)?),
             };
             Ok((t.name.clone(), Arc::new(target)))
         })
@@ -92,6 +85,40 @@ fn graph_target(
             client_id: g.client_id.clone(),
             client_secret: secret,
             calendar: g.calendar.clone(),
+        },
+    ))
+}
+
+/// The `google` target of a profile; the service account's key file is
+/// read now, from the path in its `credentials_file_env` variable.
+fn google_target(
+    profile: &Profile,
+    name: &str,
+    g: &edusync_config::GoogleConfig,
+) -> Result<edusync_targets::google::GoogleTarget> {
+    let usage =
+        |e: String| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name));
+    let path = edusync_config::secret_from_env(
+        std::path::Path::new("the config file"),
+        &g.credentials_file_env,
+    )
+    .map_err(|e| {
+        usage(format!(
+            "{e} (it must hold the path of the Google service account's JSON key file)"
+        ))
+    })?;
+    let key = edusync_targets::google::ServiceAccountKey::from_file(
+        std::path::Path::new(&path),
+        &g.credentials_file_env.var,
+    )
+    .map_err(usage)?;
+    Ok(edusync_targets::google::GoogleTarget::from_settings(
+        name,
+        edusync_targets::google::GoogleSettings {
+            token_url: g.token_url.clone(),
+            api_url: g.api_url.clone(),
+            calendar: g.calendar.clone(),
+            key: Arc::new(key),
         },
     ))
 }

@@ -7,6 +7,7 @@
 //!
 //! - [`vdir`]: a local folder of `.ics` files per person.
 //! - [`graph`]: Microsoft 365 through Microsoft Graph: the client and [`graph::GraphTarget`].
+//! - [`google`]: Google Workspace through the Google Calendar API: [`google::GoogleTarget`].
 //! - [`caldav`]: CalDAV servers (Radicale, Xandikos, Nextcloud, SOGo, …), one collection per person.
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
 //! - [`jwt`]: RS256 JWTs for credentials proven with a private key (Google, Graph certificates).
@@ -18,6 +19,7 @@ use edusync_core::window::Window;
 
 pub mod caldav;
 pub mod delivery;
+pub mod google;
 pub mod graph;
 pub mod jwt;
 pub mod vdir;
@@ -101,6 +103,7 @@ pub enum Target {
     Vdir(vdir::VdirTarget),
     Graph(graph::GraphTarget),
     Caldav(caldav::CaldavTarget),
+    Google(google::GoogleTarget),
 }
 
 impl Target {
@@ -109,6 +112,7 @@ impl Target {
             Target::Vdir(_) => "vdir",
             Target::Graph(_) => "graph",
             Target::Caldav(_) => "caldav",
+            Target::Google(_) => "google",
         }
     }
 
@@ -118,6 +122,7 @@ impl Target {
             Target::Vdir(t) => t.apply(calendar, ops),
             Target::Graph(t) => t.apply(calendar, ops).await,
             Target::Caldav(t) => t.apply(calendar, ops).await,
+            Target::Google(t) => t.apply(calendar, ops).await,
         }
     }
 
@@ -133,6 +138,7 @@ impl Target {
             Target::Vdir(t) => t.list(calendar, profile),
             Target::Graph(t) => t.list(calendar, profile, window.start..window.end).await,
             Target::Caldav(t) => t.list(calendar, profile, &CalendarHint::default()).await,
+            Target::Google(t) => t.list(calendar, profile).await,
         }
     }
 
@@ -161,6 +167,7 @@ impl Target {
             Target::Vdir(t) => t.cleardown(profile),
             Target::Graph(t) => t.cleardown(profile, calendars).await,
             Target::Caldav(t) => t.cleardown(profile, calendars).await,
+            Target::Google(t) => t.cleardown(profile, calendars).await,
         }
     }
 
@@ -176,6 +183,7 @@ impl Target {
             Target::Vdir(t) => t.check(),
             Target::Graph(t) => t.check(probe).await,
             Target::Caldav(t) => t.check(probe).await,
+            Target::Google(t) => t.check(probe).await,
         }
     }
 
@@ -185,6 +193,7 @@ impl Target {
             Target::Vdir(_) => 4,
             Target::Graph(_) => graph::target::MAILBOX_CONCURRENCY,
             Target::Caldav(t) => t.calendar_concurrency(),
+            Target::Google(_) => google::target::USER_CONCURRENCY,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Service emulators and fixtures shared by edusync's tests.
 
 pub mod dav;
+pub mod google;
 pub mod graph;
 pub mod proxy;
 

@@ -56,9 +56,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         match edusync_engine::targets(p) {
             Ok(targets) => {
                 for (name, t) in targets {
-                    // Graph and CalDAV prove access per calendar: probe one person's.
+                    // Graph, CalDAV and Google prove access per calendar: probe one person's.
                     let probe = match t.kind() {
-                        "graph" | "caldav" => edusync_engine::probe_calendar(p),
+                        "graph" | "caldav" | "google" => edusync_engine::probe_calendar(p),
                         _ => None,
                     };
                     match rt.block_on(t.check_calendar(probe.as_deref())) {

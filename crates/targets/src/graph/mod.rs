@@ -40,7 +40,7 @@
 
 mod auth;
 mod client;
-mod limit;
+pub(crate) mod limit;
 mod mapping;
 pub mod target;
 

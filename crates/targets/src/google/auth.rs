@@ -1,0 +1,207 @@
+//! The service account's key file, and access tokens per person from the
+//! JWT grant (RFC 7523), cached per subject and refreshed before expiry.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{GoogleError, SCOPE};
+use crate::jwt::RsaSigner;
+
+/// What edusync uses of a service account's JSON key file.
+#[derive(Debug)]
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    pub private_key_id: Option<String>,
+    /// The key file's `token_uri` (the config's `token_url` is what is used).
+    pub token_uri: Option<String>,
+    signer: RsaSigner,
+}
+
+impl ServiceAccountKey {
+    /// Parses a key file's text; `origin` names it in errors.
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| {
+            format!("{origin} is not JSON ({e}); it must be a service account key file (Google Cloud console → IAM & Admin → Service accounts → Keys → Add key → JSON)")
+        })?;
+        if let Some(t) = v.get("type").and_then(Value::as_str) {
+            if t != "service_account" {
+                return Err(format!(
+                    "{origin} is a `{t}` credential, not a service account key; domain-wide delegation needs a service account's JSON key"
+                ));
+            }
+        }
+        let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+        let client_email = field("client_email").ok_or_else(|| {
+            format!("{origin} has no `client_email`; is it a service account's JSON key file?")
+        })?;
+        let pem = field("private_key").ok_or_else(|| {
+            format!("{origin} has no `private_key`; download a new JSON key for {client_email}")
+        })?;
+        let signer = RsaSigner::from_pem(&pem)
+            .map_err(|e| format!("{origin}: the `private_key` cannot be used: {e}"))?;
+        Ok(Self {
+            client_email,
+            private_key_id: field("private_key_id"),
+            token_uri: field("token_uri"),
+            signer,
+        })
+    }
+
+    /// Reads the key file at `path`; `env_var` is the variable that named it.
+    pub fn from_file(path: &Path, env_var: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the Google service account key file {} (named by ${env_var}): {e}; set ${env_var} to the path of the JSON key",
+                path.display()
+            )
+        })?;
+        Self::from_json(
+            &text,
+            &format!(
+                "the Google service account key file {} (named by ${env_var})",
+                path.display()
+            ),
+        )
+    }
+
+    /// The signed JWT grant for `subject`, valid for an hour from `now` (seconds since the epoch).
+    pub fn assertion(&self, subject: &str, audience: &str, now: u64) -> String {
+        let mut header = json!({});
+        if let Some(kid) = &self.private_key_id {
+            header["kid"] = json!(kid);
+        }
+        let claims = json!({
+            "iss": self.client_email,
+            "sub": subject,
+            "scope": SCOPE,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        self.signer.sign(&header, &claims)
+    }
+}
+
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+/// Access tokens per subject; one refresh at a time per subject.
+pub(crate) struct TokenCache {
+    url: String,
+    key: Arc<ServiceAccountKey>,
+    by_subject: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+}
+
+impl TokenCache {
+    pub fn new(url: &str, key: Arc<ServiceAccountKey>) -> Self {
+        Self {
+            url: url.to_string(),
+            key,
+            by_subject: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
+        self.by_subject
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(subject.to_lowercase())
+            .or_default()
+            .clone()
+    }
+
+    /// A token for `subject` valid for a while yet.
+    pub async fn get(&self, http: &reqwest::Client, subject: &str) -> Result<String, GoogleError> {
+        let slot = self.slot(subject);
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached.as_ref() {
+            let now = Instant::now();
+            if now < c.refresh_at && now < c.expires_at {
+                return Ok(c.token.clone());
+            }
+        }
+        let fresh = self.fetch(http, subject).await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// Forgets `subject`'s token (after a 401).
+    pub async fn invalidate(&self, subject: &str) {
+        *self.slot(subject).lock().await = None;
+    }
+
+    async fn fetch(&self, http: &reqwest::Client, subject: &str) -> Result<Cached, GoogleError> {
+        let started = Instant::now();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let assertion = self.key.assertion(subject, &self.url, now);
+        let auth_err = |message: String, retryable: bool| GoogleError::Auth {
+            url: self.url.clone(),
+            user: subject.to_string(),
+            message,
+            retryable,
+        };
+        let resp = http
+            .post(&self.url)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| auth_err(format!("cannot reach the token endpoint: {e}"), true))?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            let err = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error");
+            let desc = body
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let retryable = status == 429 || status >= 500;
+            let hint = match err {
+                "unauthorized_client" => format!(
+                    " — domain-wide delegation is not granted: in the Google Admin console, Security → Access and data control → API controls → Manage Domain Wide Delegation, add the service account's client id with the scope {SCOPE}"
+                ),
+                "invalid_grant" if desc.to_ascii_lowercase().contains("email") || desc.to_ascii_lowercase().contains("user") => {
+                    " — this person has no Google Workspace account in the domain (check the email in the source)".to_string()
+                }
+                "invalid_grant" => " — the key may have been deleted or the machine's clock is off".to_string(),
+                _ => String::new(),
+            };
+            return Err(auth_err(
+                format!("HTTP {status} {err}: {desc}{hint}"),
+                retryable,
+            ));
+        }
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| auth_err("the answer has no access_token".into(), false))?
+            .to_string();
+        let expires_in = Duration::from_secs(
+            body.get("expires_in")
+                .and_then(Value::as_u64)
+                .unwrap_or(3599),
+        );
+        let margin = (expires_in / 4).min(Duration::from_secs(300));
+        Ok(Cached {
+            token,
+            refresh_at: started + expires_in - margin,
+            expires_at: started + expires_in,
+        })
+    }
+}

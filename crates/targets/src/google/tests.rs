@@ -1,0 +1,356 @@
+//! The Google target against the Google Calendar emulator of `edusync-testkit`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edusync_core::render::RenderedEvent;
+use edusync_core::timetable::EventStatus;
+use edusync_testkit::google::{self, GoogleEmulator, GoogleEmulatorConfig, RateLimit};
+use jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::{CalendarOp, OpKind, Outcome, Prior};
+
+const CAL: &str = "Timetable";
+
+fn settings(emu: &GoogleEmulator) -> GoogleSettings {
+    let key = ServiceAccountKey::from_json(&emu.key_file_json(), "the test key").unwrap();
+    GoogleSettings {
+        token_url: emu.token_url(),
+        api_url: emu.api_url(),
+        calendar: CAL.into(),
+        key: Arc::new(key),
+    }
+}
+
+fn fast() -> GoogleClientOptions {
+    GoogleClientOptions {
+        backoff_base: Duration::from_millis(450),
+        backoff_max: Duration::from_secs(2),
+        max_attempts: 12,
+        request_timeout: Duration::from_secs(20),
+        ..GoogleClientOptions::default()
+    }
+}
+
+fn target(emu: &GoogleEmulator, opts: GoogleClientOptions) -> GoogleTarget {
+    GoogleTarget::new("google", GoogleClient::with_options(settings(emu), opts))
+}
+
+fn t0() -> Timestamp {
+    "2026-03-02T09:00:00Z".parse().unwrap()
+}
+
+fn ev(person: &str, i: usize, subject: &str) -> RenderedEvent {
+    let start = t0() + SignedDuration::from_hours(i as i64);
+    RenderedEvent {
+        uid: format!("e{i}@edusync"),
+        marker: format!("teaching/e{i}"),
+        profile: "teaching".into(),
+        event_id: format!("e{i}"),
+        person_id: person.into(),
+        subject: subject.into(),
+        location: "Room 101".into(),
+        body: "Bring notes".into(),
+        categories: vec![],
+        start,
+        end: start + SignedDuration::from_mins(50),
+        timezone: "Europe/London".into(),
+        status: EventStatus::Confirmed,
+        busy: true,
+        geo: None,
+    }
+}
+
+fn op(kind: OpKind, user: &str, i: usize, subject: &str, prior: Option<Prior>) -> CalendarOp {
+    CalendarOp {
+        kind,
+        profile: "teaching".into(),
+        person_id: format!("P-{user}"),
+        event_id: format!("e{i}"),
+        calendar: user.into(),
+        event: (kind != OpKind::Delete).then(|| ev(&format!("P-{user}"), i, subject)),
+        prior,
+    }
+}
+
+fn creates(user: &str, n: usize) -> Vec<CalendarOp> {
+    (0..n)
+        .map(|i| op(OpKind::Create, user, i, &format!("Lecture {i}"), None))
+        .collect()
+}
+
+fn prior_of(user: &str, o: &Outcome) -> Prior {
+    let Outcome::Written {
+        remote_id, etag, ..
+    } = o
+    else {
+        panic!("not written: {o:?}")
+    };
+    Prior {
+        calendar: user.into(),
+        remote_id: Some(remote_id.clone()),
+        etag: etag.clone(),
+        sequence: 0,
+    }
+}
+
+fn marked(emu: &GoogleEmulator, user: &str) -> Vec<google::EmulatedEvent> {
+    emu.events(user, Some(CAL))
+        .into_iter()
+        .filter(|e| e.private.contains_key(MARKER_KEY))
+        .collect()
+}
+
+#[tokio::test]
+async fn writes_are_idempotent_and_personal_events_untouched() {
+    let u = "ada@uni.example";
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([u])).await;
+    let t = target(&emu, fast());
+    let out = t.apply(u, &creates(u, 5)).await;
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::Written { .. })),
+        "{out:?}"
+    );
+    let ids: Vec<String> = out
+        .iter()
+        .map(|o| prior_of(u, o).remote_id.unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| mapping::valid_event_id(id)));
+    assert_eq!(emu.calendars(u), vec![u.to_string(), CAL.to_string()]);
+    emu.add_personal_event(
+        u,
+        Some(CAL),
+        "Dentist",
+        t0(),
+        t0() + SignedDuration::from_hours(1),
+    )
+    .unwrap();
+    emu.add_personal_event(u, None, "Gym", t0(), t0() + SignedDuration::from_hours(1))
+        .unwrap();
+
+    // A replay of every create (a crash before the acknowledgement): 409, taken over, no duplicate.
+    let again = t.apply(u, &creates(u, 5)).await;
+    assert_eq!(
+        again
+            .iter()
+            .map(|o| prior_of(u, o).remote_id.unwrap())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    assert_eq!(marked(&emu, u).len(), 5);
+    assert_eq!(emu.stats().conflicts, 5);
+
+    // Update, then delete twice (the second is already gone).
+    let upd = op(
+        OpKind::Update,
+        u,
+        0,
+        "Moved lecture",
+        Some(prior_of(u, &out[0])),
+    );
+    let o = t.apply(u, &[upd]).await;
+    assert!(matches!(o[0], Outcome::Written { .. }), "{o:?}");
+    let e0 = marked(&emu, u)
+        .into_iter()
+        .find(|e| e.id == ids[0])
+        .unwrap();
+    assert_eq!(e0.summary, "Moved lecture");
+    let del = op(OpKind::Delete, u, 1, "", Some(prior_of(u, &out[1])));
+    assert_eq!(
+        t.apply(u, std::slice::from_ref(&del)).await,
+        vec![Outcome::Deleted]
+    );
+    assert_eq!(t.apply(u, &[del]).await, vec![Outcome::Deleted]);
+    assert_eq!(marked(&emu, u).len(), 4);
+
+    // Deleted by hand, then updated: brought back under the same id.
+    emu.user_delete_event(u, CAL, &ids[2]).unwrap();
+    let upd = op(
+        OpKind::Update,
+        u,
+        2,
+        "Lecture 2",
+        Some(prior_of(u, &out[2])),
+    );
+    let o = t.apply(u, &[upd]).await;
+    assert_eq!(prior_of(u, &o[0]).remote_id.unwrap(), ids[2]);
+    assert_eq!(marked(&emu, u).len(), 4);
+
+    // Listing finds exactly edusync's events; cleardown removes only them.
+    let listed = t.list(u, "teaching").await.unwrap();
+    assert_eq!(listed.len(), 4);
+    assert_eq!(t.list(u, "exams").await.unwrap().len(), 0);
+    assert_eq!(t.cleardown("teaching", &[u.to_string()]).await.unwrap(), 4);
+    assert!(marked(&emu, u).is_empty());
+    assert_eq!(emu.events(u, Some(CAL)).len(), 1);
+    assert_eq!(emu.events(u, None).len(), 1);
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn listing_is_incremental_and_resyncs_after_410() {
+    let u = "bo@uni.example";
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([u])).await;
+    let t = target(&emu, fast());
+    let out = t.apply(u, &creates(u, 3)).await;
+    let first = t.list(u, "teaching").await.unwrap();
+    assert_eq!(first.len(), 3);
+    let lists = emu.stats().lists;
+    // A change by hand shows in the next (incremental) listing as a new etag.
+    emu.user_edit_event(
+        u,
+        CAL,
+        &prior_of(u, &out[0]).remote_id.unwrap(),
+        serde_json::json!({"summary": "edited"}),
+    )
+    .unwrap();
+    emu.user_delete_event(u, CAL, &prior_of(u, &out[1]).remote_id.unwrap())
+        .unwrap();
+    let second = t.list(u, "teaching").await.unwrap();
+    assert_eq!(emu.stats().lists, lists + 1);
+    assert_eq!(second.len(), 2);
+    let e0 = second.iter().find(|r| r.event_id == "e0").unwrap();
+    assert_ne!(e0.etag, prior_of(u, &out[0]).etag);
+    // An expired sync token: 410, then a full listing.
+    emu.expire_sync_tokens();
+    let third = t.list(u, "teaching").await.unwrap();
+    assert_eq!(third.len(), 2);
+    assert_eq!(emu.stats().lists, lists + 3);
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn keeps_the_quota_and_rides_out_rate_limit_storms() {
+    let users = ["a@uni.example", "b@uni.example"];
+    let mut cfg = GoogleEmulatorConfig::with_users(users);
+    // A small quota so the test binds on it: 30 requests per 2 s per user.
+    cfg.user_rate = RateLimit {
+        requests: 30,
+        window: Duration::from_secs(2),
+    };
+    let emu = google::spawn(cfg).await;
+    emu.set_faults(google::Faults {
+        rate_limit_rate: 0.1,
+        error_rate: 0.05,
+        latency_ms: 5,
+        ..Default::default()
+    });
+    let opts = GoogleClientOptions {
+        user_rate: Some(RequestRate {
+            requests: 30,
+            window: Duration::from_secs(2),
+        }),
+        ..fast()
+    };
+    let t = target(&emu, opts);
+    let (ops_a, ops_b) = (creates(users[0], 60), creates(users[1], 60));
+    let (a, b) = tokio::join!(t.apply(users[0], &ops_a), t.apply(users[1], &ops_b));
+    for o in a.iter().chain(&b) {
+        assert!(matches!(o, Outcome::Written { .. }), "{o:?}");
+    }
+    assert_eq!(marked(&emu, users[0]).len(), 60);
+    assert!(emu.stats().rate_limited > 0, "the storm hit");
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_usage_limited_calendar_pauses_that_person_only() {
+    let (ro, ok) = ("ro@uni.example", "ok@uni.example");
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([ro, ok])).await;
+    let t = target(&emu, fast());
+    t.apply(ro, &creates(ro, 2)).await;
+    emu.set_read_only(ro, true);
+    let more: Vec<CalendarOp> = (2..40)
+        .map(|i| op(OpKind::Create, ro, i, "x", None))
+        .collect();
+    let out = t.apply(ro, &more).await;
+    for o in &out {
+        let Outcome::Failed { retryable, message } = o else {
+            panic!("{o:?}")
+        };
+        assert!(!retryable);
+        assert!(message.contains("usage limits"), "{message}");
+    }
+    // Paused: nothing more is sent for this person in this run.
+    let usage = emu.stats().usage_limited;
+    assert!(usage <= 4, "{usage} writes reached the read-only calendar");
+    assert!(matches!(
+        t.apply(ro, &creates(ro, 1)).await[0],
+        Outcome::Failed { .. }
+    ));
+    assert_eq!(emu.stats().usage_limited, usage);
+    let out = t.apply(ok, &creates(ok, 3)).await;
+    assert!(out.iter().all(|o| matches!(o, Outcome::Written { .. })));
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_dropped_answer_to_an_insert_makes_no_duplicate() {
+    let u = "cy@uni.example";
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([u])).await;
+    let t = target(&emu, fast());
+    t.apply(u, &creates(u, 1)).await;
+    emu.drop_next_writes(3);
+    let out = t
+        .apply(
+            u,
+            &(1..4)
+                .map(|i| op(OpKind::Create, u, i, "x", None))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert!(
+        out.iter().all(|o| matches!(o, Outcome::Written { .. })),
+        "{out:?}"
+    );
+    assert_eq!(marked(&emu, u).len(), 4);
+    assert_eq!(emu.stats().dropped, 3);
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn explains_bad_keys_and_unknown_people() {
+    let e = ServiceAccountKey::from_json("{}", "key.json").unwrap_err();
+    assert!(e.contains("client_email"), "{e}");
+    let e = ServiceAccountKey::from_json(r#"{"type": "authorized_user"}"#, "key.json").unwrap_err();
+    assert!(e.contains("not a service account"), "{e}");
+    let e = ServiceAccountKey::from_file(
+        std::path::Path::new("/nonexistent/key.json"),
+        "EDUSYNC_GOOGLE_KEY",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("$EDUSYNC_GOOGLE_KEY") && e.contains("/nonexistent/key.json"),
+        "{e}"
+    );
+
+    let emu = google::spawn(GoogleEmulatorConfig::with_users(["ada@uni.example"])).await;
+    let t = target(&emu, fast());
+    let out = t
+        .apply("nobody@uni.example", &creates("nobody@uni.example", 1))
+        .await;
+    let Outcome::Failed { retryable, message } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        !retryable && message.contains("no Google Workspace account"),
+        "{message}"
+    );
+    let ok = t.check(Some("ada@uni.example")).await.unwrap();
+    assert!(ok.contains("domain-wide delegation"), "{ok}");
+
+    let mut cfg = GoogleEmulatorConfig::with_users(["ada@uni.example"]);
+    cfg.delegation = false;
+    let emu = google::spawn(cfg).await;
+    let e = target(&emu, fast())
+        .check(Some("ada@uni.example"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("Domain Wide Delegation") && e.contains(SCOPE),
+        "{e}"
+    );
+    emu.assert_no_violations();
+}
