@@ -258,10 +258,33 @@ impl TargetKind {
 pub struct GraphConfig {
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret_env: EnvKey,
+    /// `client_secret_env` or `client_certificate_env`: exactly one is given.
+    pub credential: GraphCredentialConfig,
     pub calendar: String,
     pub authority_url: String,
     pub graph_url: String,
+    /// The config file the target was read from (for messages about its keys).
+    pub config_path: PathBuf,
+}
+
+/// How a `graph` target proves itself to the Microsoft identity platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphCredentialConfig {
+    /// `client_secret_env`: the variable holds the client secret.
+    Secret(EnvKey),
+    /// `client_certificate_env`: the variable holds the path of a PEM file
+    /// with the private key and the certificate uploaded to the app
+    /// registration; edusync signs a client assertion with the key.
+    Certificate(EnvKey),
+}
+
+impl GraphCredentialConfig {
+    /// The variable named, whichever kind.
+    pub fn env(&self) -> &EnvKey {
+        match self {
+            Self::Secret(e) | Self::Certificate(e) => e,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -402,8 +425,15 @@ impl Config {
                 ));
                 match &t.kind {
                     TargetKind::Graph(g) => out.push_str(&format!(
-                        "tenant_id = {:?}\nclient_id = {:?}\nclient_secret_env = {:?} # value hidden\ncalendar = {:?}\n",
-                        g.tenant_id, g.client_id, g.client_secret_env.var, g.calendar
+                        "tenant_id = {:?}\nclient_id = {:?}\n{} = {:?} # value hidden\ncalendar = {:?}\n",
+                        g.tenant_id,
+                        g.client_id,
+                        match &g.credential {
+                            GraphCredentialConfig::Secret(_) => "client_secret_env",
+                            GraphCredentialConfig::Certificate(_) => "client_certificate_env",
+                        },
+                        g.credential.env().var,
+                        g.calendar
                     )),
                     TargetKind::Caldav(c) => out.push_str(&format!(
                         "calendar_url = {:?}\nusername = {:?}\n",
@@ -563,6 +593,7 @@ struct RawTarget {
     tenant_id: Option<String>,
     client_id: Option<String>,
     client_secret_env: Option<String>,
+    client_certificate_env: Option<String>,
     authority_url: Option<String>,
     graph_url: Option<String>,
     // graph, google
@@ -1033,13 +1064,32 @@ impl Cx<'_> {
             "graph" => TargetKind::Graph(GraphConfig {
                 tenant_id: need(t.tenant_id, "tenant_id", "the Microsoft Entra tenant, e.g. \"contoso.onmicrosoft.com\"")?,
                 client_id: need(t.client_id, "client_id", "the application (client) id of the app registration")?,
-                client_secret_env: env(
-                    need(t.client_secret_env, "client_secret_env", "the name of the environment variable holding the client secret")?,
-                    "client_secret_env",
-                ),
+                credential: match (t.client_secret_env, t.client_certificate_env) {
+                    (Some(_), Some(_)) => {
+                        return Err(self.err_at(
+                            span.clone(),
+                            format!("profile {profile:?}: {at} (kind = \"graph\") sets both `client_secret_env` and `client_certificate_env`; keep exactly one (a certificate is the stronger credential)"),
+                        ))
+                    }
+                    (Some(v), None) => GraphCredentialConfig::Secret(env(
+                        need(Some(v), "client_secret_env", "the name of the environment variable holding the client secret")?,
+                        "client_secret_env",
+                    )),
+                    (None, Some(v)) => GraphCredentialConfig::Certificate(env(
+                        need(Some(v), "client_certificate_env", "the name of the environment variable holding the path of the PEM file with the certificate and its private key")?,
+                        "client_certificate_env",
+                    )),
+                    (None, None) => {
+                        return Err(self.err_at(
+                            span.clone(),
+                            format!("profile {profile:?}: {at} (kind = \"graph\") needs `client_secret_env` or `client_certificate_env`: the name of the environment variable holding the client secret, or the path of a PEM file with the app's certificate and private key"),
+                        ))
+                    }
+                },
                 calendar: t.calendar.unwrap_or_else(|| "Timetable".to_string()),
                 authority_url: trim_slash(t.authority_url.unwrap_or_else(|| "https://login.microsoftonline.com".into())),
                 graph_url: trim_slash(t.graph_url.unwrap_or_else(|| "https://graph.microsoft.com".into())),
+                config_path: self.path.to_path_buf(),
             }),
             "caldav" => {
                 let url = match t.calendar_url {

@@ -129,6 +129,18 @@ fn bad_configs_name_key_file_and_line() {
             "config file /etc/edusync/edusync.toml, line 5: profile \"t\": profiles[0].targets[0] (kind = \"graph\") needs `client_id`; the application (client) id of the app registration",
         ),
         (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"graph\"\ntenant_id = \"x\"\nclient_id = \"y\"\n",
+            "config file /etc/edusync/edusync.toml, line 5: profile \"t\": profiles[0].targets[0] (kind = \"graph\") needs `client_secret_env` or `client_certificate_env`: the name of the environment variable holding the client secret, or the path of a PEM file with the app's certificate and private key",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"graph\"\ntenant_id = \"x\"\nclient_id = \"y\"\nclient_secret_env = \"S\"\nclient_certificate_env = \"C\"\n",
+            "config file /etc/edusync/edusync.toml, line 5: profile \"t\": profiles[0].targets[0] (kind = \"graph\") sets both `client_secret_env` and `client_certificate_env`; keep exactly one (a certificate is the stronger credential)",
+        ),
+        (
+            "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"graph\"\ntenant_id = \"x\"\nclient_id = \"y\"\nclient_certificate_env = \" \"\n",
+            "config file /etc/edusync/edusync.toml, line 5: profile \"t\": profiles[0].targets[0] (kind = \"graph\") needs `client_certificate_env`; the name of the environment variable holding the path of the PEM file with the certificate and its private key",
+        ),
+        (
             "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[profiles.guard]\nmax_delete_percent = 150\n[[profiles.targets]]\nkind = \"vdir\"\npath = \"c\"\n",
             "config file /etc/edusync/edusync.toml, line 6: profile \"t\": guard.max_delete_percent = 150 must be between 0 and 100",
         ),
@@ -269,4 +281,27 @@ fn state_password_comes_from_the_named_environment_variable() {
     assert_eq!(c.state_password().unwrap().as_deref(), Some("s3cret"));
     let none = Config::parse(Path::new("/x/e.toml"), "state = \"postgres://u@h/d\"\n").unwrap();
     assert_eq!(none.state_password().unwrap(), None);
+}
+
+#[test]
+fn graph_certificate_credential() {
+    let text = "[[profiles]]\nname = \"t\"\n[profiles.source]\nurl = \"sqlite://t.db\"\n[[profiles.targets]]\nkind = \"graph\"\ntenant_id = \"x\"\nclient_id = \"y\"\nclient_certificate_env = \"EDUSYNC_GRAPH_CERT\"\n";
+    let c = Config::parse(Path::new("/etc/edusync/edusync.toml"), text).unwrap();
+    let TargetKind::Graph(g) = &c.profiles[0].targets[0].kind else {
+        panic!("not a graph target")
+    };
+    assert_eq!(
+        g.credential,
+        GraphCredentialConfig::Certificate(EnvKey {
+            var: "EDUSYNC_GRAPH_CERT".into(),
+            key: "profiles[0].targets[0].client_certificate_env".into(),
+        })
+    );
+    assert_eq!(g.config_path, Path::new("/etc/edusync/edusync.toml"));
+    let summary = c.redacted_summary();
+    assert!(
+        summary.contains("client_certificate_env = \"EDUSYNC_GRAPH_CERT\" # value hidden"),
+        "{summary}"
+    );
+    assert!(!summary.contains("client_secret_env"), "{summary}");
 }

@@ -65,17 +65,26 @@ pub fn targets(profile: &Profile) -> Result<Vec<(String, Arc<Target>)>> {
         .collect()
 }
 
-/// The `graph` target of a profile; the client secret is read from its `_env` variable now.
+/// The `graph` target of a profile; the client secret (or the certificate
+/// file's path) is read from its `_env` variable now.
 fn graph_target(
     profile: &Profile,
     name: &str,
     g: &edusync_config::GraphConfig,
 ) -> Result<edusync_targets::graph::GraphTarget> {
-    let secret = edusync_config::secret_from_env(
-        std::path::Path::new("the config file"),
-        &g.client_secret_env,
-    )
-    .map_err(|e| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name)))?;
+    use edusync_config::GraphCredentialConfig;
+    use edusync_targets::graph::GraphCredential;
+    let usage =
+        |e: String| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name));
+    let value = edusync_config::secret_from_env(&g.config_path, g.credential.env())
+        .map_err(|e| usage(e.to_string()))?;
+    let credential = match &g.credential {
+        GraphCredentialConfig::Secret(_) => GraphCredential::Secret(value),
+        GraphCredentialConfig::Certificate(env) => {
+            GraphCredential::certificate_file(std::path::Path::new(&value), &env.var)
+                .map_err(usage)?
+        }
+    };
     Ok(edusync_targets::graph::GraphTarget::from_settings(
         name,
         edusync_targets::graph::GraphSettings {
@@ -83,7 +92,7 @@ fn graph_target(
             graph_url: g.graph_url.clone(),
             tenant_id: g.tenant_id.clone(),
             client_id: g.client_id.clone(),
-            client_secret: secret,
+            credential,
             calendar: g.calendar.clone(),
         },
     ))

@@ -25,7 +25,7 @@ use edusync_core::render::RenderedEvent;
 use edusync_core::timetable::EventStatus;
 use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
 use edusync_targets::graph::{
-    GraphClient, GraphClientOptions, GraphSettings, GraphTarget, RequestRate,
+    GraphClient, GraphClientOptions, GraphCredential, GraphSettings, GraphTarget, RequestRate,
 };
 use edusync_targets::{CalendarOp, OpKind, Outcome, Target};
 use edusync_testkit::graph::{self, GraphEmulatorConfig, RateLimit};
@@ -176,7 +176,7 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
             graph_url: emu.url(),
             tenant_id: cfg.tenant_id.clone(),
             client_id: cfg.client_id.clone(),
-            client_secret: cfg.client_secret.clone(),
+            credential: GraphCredential::Secret(cfg.client_secret.clone()),
             calendar: "Timetable".into(),
         },
         opts,

@@ -72,8 +72,14 @@ async fn deliver_calendar(
         let mut todo: Vec<usize> = (start..end).collect();
         let mut attempt = 0;
         loop {
-            let batch: Vec<CalendarOp> = todo.iter().map(|&i| w.ops[i].clone()).collect();
-            let got = target.apply(&w.calendar, &batch).await;
+            // The first attempt hands the ops over as they are; only retries,
+            // a subset, are gathered (cloned) into a batch of their own.
+            let got = if attempt == 0 {
+                target.apply(&w.calendar, &w.ops[start..end]).await
+            } else {
+                let batch: Vec<CalendarOp> = todo.iter().map(|&i| w.ops[i].clone()).collect();
+                target.apply(&w.calendar, &batch).await
+            };
             let mut again = Vec::new();
             for (k, &i) in todo.iter().enumerate() {
                 let o = got.get(k).cloned().unwrap_or(Outcome::Failed {

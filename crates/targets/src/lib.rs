@@ -10,6 +10,7 @@
 //! - [`google`]: Google Workspace through the Google Calendar API: [`google::GoogleTarget`].
 //! - [`caldav`]: CalDAV servers (Radicale, Xandikos, Nextcloud, SOGo, …), one collection per person.
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
+//! - [`adaptive`]: an AIMD limit on requests in flight per calendar (Vector's ARC as the model).
 //! - [`jwt`]: RS256 JWTs for credentials proven with a private key (Google, Graph certificates).
 //!
 //! Architecture invariant: only this crate talks to calendar services.
@@ -17,6 +18,7 @@
 use edusync_core::render::RenderedEvent;
 use edusync_core::window::Window;
 
+pub mod adaptive;
 pub mod caldav;
 pub mod delivery;
 pub mod google;

@@ -12,6 +12,8 @@ use edusync_testkit::graph::{self, EmulatedEvent, GraphEmulator, GraphEmulatorCo
 use crate::util::{self, Env, Ev, Source};
 
 pub const SECRET_ENV: &str = "EDUSYNC_GRAPH_SECRET";
+/// Holds the path of the PEM file of a certificate credential.
+pub const CERT_ENV: &str = "EDUSYNC_GRAPH_CERT";
 pub const MARKER_NAME: &str = "Name edusync-key";
 pub const CALENDAR: &str = "Timetable";
 
@@ -49,6 +51,21 @@ impl GraphEnv {
 
     /// Writes the config; `extra` lines go inside `[[profiles]]`.
     pub fn write_config(&self, extra: &str) {
+        self.write_config_with(extra, &format!("client_secret_env = \"{SECRET_ENV}\""));
+    }
+
+    /// Writes the config with a certificate credential: `pem` is written
+    /// to `graph.pem` in the test's folder and [`CERT_ENV`] set to its path.
+    pub fn write_certificate_config(&self, pem: &str) -> std::path::PathBuf {
+        let path = self.env.path("graph.pem");
+        std::fs::write(&path, pem).expect("write the PEM file");
+        std::env::set_var(CERT_ENV, &path);
+        self.write_config_with("", &format!("client_certificate_env = \"{CERT_ENV}\""));
+        path
+    }
+
+    /// Writes the config with `credential` (the credential's key line).
+    pub fn write_config_with(&self, extra: &str, credential: &str) {
         let url = self.emu.url();
         let cfg = self.emu.config();
         self.env.write_config_text(&format!(
@@ -74,7 +91,7 @@ max_delete_percent = 100
 kind = "graph"
 tenant_id = "{tenant}"
 client_id = "{client}"
-client_secret_env = "{SECRET_ENV}"
+{credential}
 calendar = "{CALENDAR}"
 authority_url = "{url}"
 graph_url = "{url}"

@@ -2,13 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use reqwest::header::HeaderValue;
+use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{GraphError, GraphSettings};
+use super::{GraphCredential, GraphError, GraphSettings};
+use crate::jwt::{b64url, RsaSigner};
 
 struct Cached {
-    token: String,
+    /// `Bearer …`, ready to send.
+    header: HeaderValue,
     refresh_at: Instant,
     expires_at: Instant,
 }
@@ -18,9 +21,17 @@ pub(crate) struct TokenCache {
     url: String,
     scope: String,
     client_id: String,
-    client_secret: String,
+    credential: GraphCredential,
+    /// base64url SHA-256 of the certificate's DER (certificate credentials).
+    thumbprint: Option<String>,
     cached: Mutex<Option<Cached>>,
 }
+
+/// How long a client assertion is valid (Microsoft accepts up to 10 minutes).
+const ASSERTION_LIFETIME_SECS: i64 = 600;
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 impl TokenCache {
     pub fn new(s: &GraphSettings) -> Self {
@@ -32,24 +43,30 @@ impl TokenCache {
             ),
             scope: format!("{}/.default", s.graph_url.trim_end_matches('/')),
             client_id: s.client_id.clone(),
-            client_secret: s.client_secret.clone(),
+            thumbprint: match &s.credential {
+                GraphCredential::Certificate(signer) => signer
+                    .certificate()
+                    .map(|der| b64url(ring::digest::digest(&ring::digest::SHA256, der).as_ref())),
+                GraphCredential::Secret(_) => None,
+            },
+            credential: s.credential.clone(),
             cached: Mutex::new(None),
         }
     }
 
-    /// A token valid for a while yet.
-    pub async fn get(&self, http: &reqwest::Client) -> Result<String, GraphError> {
+    /// The `Authorization` header of a token valid for a while yet.
+    pub async fn get(&self, http: &reqwest::Client) -> Result<HeaderValue, GraphError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref() {
             let now = Instant::now();
             if now < c.refresh_at && now < c.expires_at {
-                return Ok(c.token.clone());
+                return Ok(c.header.clone());
             }
         }
         let fresh = self.fetch(http).await?;
-        let token = fresh.token.clone();
+        let header = fresh.header.clone();
         *cached = Some(fresh);
-        Ok(token)
+        Ok(header)
     }
 
     /// Forgets the token (after a 401).
@@ -57,14 +74,39 @@ impl TokenCache {
         *self.cached.lock().await = None;
     }
 
+    /// A client assertion (RFC 7523) for the token endpoint, signed with the
+    /// certificate's private key.
+    fn assertion(&self, signer: &RsaSigner) -> String {
+        let now = jiff::Timestamp::now().as_second();
+        let jti: [u8; 16] = rand::random();
+        let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+        let header = json!({ "x5t#S256": self.thumbprint });
+        let claims = json!({
+            "aud": self.url,
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "jti": jti,
+            "nbf": now,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECS,
+        });
+        signer.sign(&header, &claims)
+    }
+
     async fn fetch(&self, http: &reqwest::Client) -> Result<Cached, GraphError> {
         let started = Instant::now();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.as_str()),
-            ("scope", self.scope.as_str()),
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", self.client_id.clone()),
+            ("scope", self.scope.clone()),
         ];
+        match &self.credential {
+            GraphCredential::Secret(secret) => form.push(("client_secret", secret.clone())),
+            GraphCredential::Certificate(signer) => {
+                form.push(("client_assertion_type", JWT_BEARER.to_string()));
+                form.push(("client_assertion", self.assertion(signer)));
+            }
+        }
         let resp = http
             .post(&self.url)
             .form(&form)
@@ -90,10 +132,14 @@ impl TokenCache {
                 .next()
                 .unwrap_or("");
             let retryable = status == 429 || status >= 500;
-            let hint = if retryable {
-                ""
-            } else {
-                " — check tenant_id, client_id and the secret in the variable named by client_secret_env"
+            let hint = match (&self.credential, retryable) {
+                (_, true) => "",
+                (GraphCredential::Secret(_), false) => {
+                    " — check tenant_id, client_id and the secret in the variable named by client_secret_env"
+                }
+                (GraphCredential::Certificate(_), false) => {
+                    " — check tenant_id, client_id and that the certificate in the file named by client_certificate_env is one uploaded to the app registration (Certificates & secrets)"
+                }
             };
             return Err(GraphError::Auth {
                 url: self.url.clone(),
@@ -108,8 +154,14 @@ impl TokenCache {
                 url: self.url.clone(),
                 message: "the answer has no access_token".into(),
                 retryable: false,
-            })?
-            .to_string();
+            })?;
+        let mut header =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| GraphError::Auth {
+                url: self.url.clone(),
+                message: "the access_token holds characters not allowed in an HTTP header".into(),
+                retryable: false,
+            })?;
+        header.set_sensitive(true);
         let expires_in = Duration::from_secs(
             body.get("expires_in")
                 .and_then(Value::as_u64)
@@ -118,7 +170,7 @@ impl TokenCache {
         let margin = (expires_in / 4).min(Duration::from_secs(300));
         tracing::debug!(expires_in = expires_in.as_secs(), "graph: token acquired");
         Ok(Cached {
-            token,
+            header,
             refresh_at: started + expires_in - margin,
             expires_at: started + expires_in,
         })

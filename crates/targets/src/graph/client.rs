@@ -1,7 +1,7 @@
 //! The Graph client: per-mailbox gates (concurrency and `Retry-After`),
 //! `$batch` writes with retries, calendar lookup and marked-event listing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,15 +10,18 @@ use jiff::Timestamp;
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::TokenCache;
 use super::limit::SlidingWindow;
-use super::mapping::{self, odata_string, path_segment, query_value};
+use super::mapping::{
+    self, odata_string, path_segment, query_value, AnswerBody, Batch, BatchAnswer, BatchRequest,
+    EventBody, Fmt, InnerAnswer, JsonContent,
+};
 use super::{
     GraphApplied, GraphClientOptions, GraphError, GraphOp, GraphOpResult, GraphSettings,
     RemoteEvent, MARKER_PROPERTY_ID,
 };
+use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats, Permit};
 
 /// A Microsoft Graph calendar client. Cheap to clone; clones share the
 /// token, the calendar ids found and each mailbox's limits.
@@ -51,11 +54,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// One mailbox's limits as the client keeps them: a semaphore of
-/// `mailbox_concurrency` permits and the instant a `Retry-After` ends.
+/// Requests of one `$batch` that Graph runs at once against a mailbox.
+const BATCH_PARALLELISM: usize = 4;
+
+/// One mailbox's limits as the client keeps them: an adaptive limit on
+/// requests in flight (at most `mailbox_concurrency`) and the instant a
+/// `Retry-After` ends.
 struct Gate {
-    sem: Arc<Semaphore>,
-    max: u32,
+    limit: AdaptiveLimit,
     hold_until: Mutex<Option<Instant>>,
     /// Outlook's requests per mailbox per window, kept by the client.
     rate: Option<SlidingWindow>,
@@ -73,10 +79,10 @@ impl Gate {
         *h = Some(h.map_or(until, |t| t.max(until)));
     }
 
-    /// Waits out any `Retry-After`, then takes `n` permits. Gives up with
-    /// the time left when the hold is longer than `max_wait`.
-    async fn enter(&self, n: usize, max_wait: Duration) -> Result<OwnedSemaphorePermit, Duration> {
-        let n = (n as u32).clamp(1, self.max);
+    /// Waits out any `Retry-After`, then takes up to `want` slots of the
+    /// mailbox's limit. Gives up with the time left when the hold is longer
+    /// than `max_wait`.
+    async fn enter(&self, want: usize, max_wait: Duration) -> Result<Permit, Duration> {
         loop {
             if let Some(left) = self.held_for() {
                 if left > max_wait {
@@ -85,12 +91,7 @@ impl Gate {
                 tokio::time::sleep(left).await;
                 continue;
             }
-            let permit = self
-                .sem
-                .clone()
-                .acquire_many_owned(n)
-                .await
-                .expect("the semaphore is never closed");
+            let permit = self.limit.acquire(want as u32).await;
             if self.held_for().is_none() {
                 return Ok(permit);
             }
@@ -102,7 +103,23 @@ impl Gate {
 struct Answer {
     status: u16,
     retry_after: Option<Duration>,
-    body: Value,
+    bytes: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON (`Null` when empty or not JSON).
+    fn json(&self) -> Value {
+        if self.bytes.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+}
+
+/// A request that got no answer, and whether it timed out (back-pressure).
+struct NoAnswer {
+    error: GraphError,
+    timeout: bool,
 }
 
 fn retry_after_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -115,20 +132,6 @@ fn retry_after_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
-}
-
-fn inner_retry_after(headers: &Value) -> Option<Duration> {
-    let obj = headers.as_object()?;
-    let v = obj
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))?
-        .1;
-    let s = match v {
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        Value::Number(n) => n.as_f64()?,
-        _ => return None,
-    };
-    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s))
 }
 
 fn error_parts(body: &Value) -> (String, String) {
@@ -149,6 +152,11 @@ fn error_parts(body: &Value) -> (String, String) {
 /// A 404 about the mailbox itself rather than an item in it.
 fn mailbox_level_404(code: &str) -> bool {
     !matches!(code, "ErrorItemNotFound" | "ErrorInvalidIdMalformed" | "")
+}
+
+/// Statuses that mean "slow down": they shrink the mailbox's limit.
+fn is_backpressure(status: u16) -> bool {
+    matches!(status, 429 | 503 | 504)
 }
 
 impl GraphClient {
@@ -198,19 +206,36 @@ impl GraphClient {
     }
 
     fn gate(&self, mailbox: &str) -> Arc<Gate> {
-        let max = self.inner.opts.mailbox_concurrency.max(1);
-        let rate = self.inner.opts.mailbox_rate;
-        lock(&self.inner.gates)
-            .entry(mailbox.to_lowercase())
+        let o = &self.inner.opts;
+        let max = o.mailbox_concurrency.max(1) as u32;
+        let rate = o.mailbox_rate;
+        let mut gates = lock(&self.inner.gates);
+        if let Some(g) = gates.get(mailbox) {
+            return g.clone();
+        }
+        let key = mailbox.to_lowercase();
+        if let Some(g) = gates.get(&key) {
+            return g.clone();
+        }
+        gates
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(Gate {
-                    sem: Arc::new(Semaphore::new(max)),
-                    max: max as u32,
+                    limit: AdaptiveLimit::new(AdaptiveConfig {
+                        max,
+                        initial: o.adaptive.initial.min(max),
+                        ..o.adaptive
+                    }),
                     hold_until: Mutex::new(None),
                     rate: rate.map(|r| SlidingWindow::new(r, false)),
                 })
             })
             .clone()
+    }
+
+    /// The adaptive limit of `mailbox` as it stands (tests, logs).
+    pub fn mailbox_limit(&self, mailbox: &str) -> LimitStats {
+        self.gate(mailbox).limit.stats()
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -243,49 +268,57 @@ impl GraphClient {
         mailbox: &str,
         method: Method,
         url: &str,
-        body: Option<&Value>,
-    ) -> Result<Answer, GraphError> {
+        body: Option<&[u8]>,
+    ) -> Result<Answer, NoAnswer> {
         let mut renewed = false;
         loop {
-            let token = self.inner.tokens.get(&self.inner.http).await?;
+            let token = self
+                .inner
+                .tokens
+                .get(&self.inner.http)
+                .await
+                .map_err(|error| NoAnswer {
+                    error,
+                    timeout: false,
+                })?;
             let mut rb = self
                 .inner
                 .http
                 .request(method.clone(), url)
-                .bearer_auth(&token)
-                .header("Prefer", "outlook.timezone=\"UTC\"");
+                .header(reqwest::header::AUTHORIZATION, token)
+                .header(
+                    reqwest::header::HeaderName::from_static("prefer"),
+                    reqwest::header::HeaderValue::from_static("outlook.timezone=\"UTC\""),
+                );
             if let Some(b) = body {
-                rb = rb.json(b);
+                rb = rb
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(b.to_vec());
             }
-            let resp = rb.send().await.map_err(|e| {
-                Self::retryable(mailbox, None, format!("{method} request failed: {e}"), None)
+            let resp = rb.send().await.map_err(|e| NoAnswer {
+                timeout: e.is_timeout(),
+                error: Self::retryable(
+                    mailbox,
+                    None,
+                    format!("{method} request failed: {e}"),
+                    None,
+                ),
             })?;
             let status = resp.status().as_u16();
             let retry_after = retry_after_of(resp.headers());
-            let bytes = resp.bytes().await.map_err(|e| {
-                Self::retryable(
-                    mailbox,
-                    Some(status),
-                    format!("reading the answer failed: {e}"),
-                    None,
-                )
-            })?;
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                match serde_json::from_slice(&bytes) {
-                    Ok(v) => v,
-                    Err(e) if (200..300).contains(&status) => {
-                        return Err(Self::retryable(
-                            mailbox,
-                            Some(status),
-                            format!("the answer is not JSON: {e}"),
-                            None,
-                        ))
-                    }
-                    Err(_) => Value::Null,
-                }
-            };
+            let bytes: Vec<u8> = resp
+                .bytes()
+                .await
+                .map_err(|e| NoAnswer {
+                    timeout: e.is_timeout(),
+                    error: Self::retryable(
+                        mailbox,
+                        Some(status),
+                        format!("reading the answer failed: {e}"),
+                        None,
+                    ),
+                })?
+                .into();
             if status == 401 && !renewed {
                 renewed = true;
                 self.inner.tokens.invalidate().await;
@@ -294,7 +327,7 @@ impl GraphClient {
             return Ok(Answer {
                 status,
                 retry_after,
-                body,
+                bytes,
             });
         }
     }
@@ -309,6 +342,7 @@ impl GraphClient {
     ) -> Result<Value, GraphError> {
         let gate = self.gate(mailbox);
         let opts = &self.inner.opts;
+        let body = body.map(|b| serde_json::to_vec(b).expect("a JSON value serializes"));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -321,17 +355,39 @@ impl GraphClient {
                 )
             })?;
             self.pace(&gate, 1).await;
-            let r = self.send(mailbox, method.clone(), url, body).await;
-            drop(permit);
+            let r = self
+                .send(mailbox, method.clone(), url, body.as_deref())
+                .await;
             let err = match r {
-                Ok(a) if (200..300).contains(&a.status) => return Ok(a.body),
+                Ok(a) if (200..300).contains(&a.status) => {
+                    // Reads and calendar lookups take their own time: only
+                    // the writes' batches (per round) feed the latency signal.
+                    drop(permit);
+                    if a.bytes.is_empty() {
+                        return Ok(Value::Null);
+                    }
+                    match serde_json::from_slice(&a.bytes) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => Self::retryable(
+                            mailbox,
+                            Some(a.status),
+                            format!("the answer is not JSON: {e}"),
+                            None,
+                        ),
+                    }
+                }
                 Ok(a) if a.status == 429 || a.status >= 500 => {
-                    let (code, message) = error_parts(&a.body);
                     if let Some(ra) = a.retry_after {
                         gate.hold(ra);
                     } else if a.status == 429 {
                         gate.hold(self.backoff(attempt));
                     }
+                    permit.done(if is_backpressure(a.status) {
+                        Feedback::Backoff
+                    } else {
+                        Feedback::Neutral
+                    });
+                    let (code, message) = error_parts(&a.json());
                     Self::retryable(
                         mailbox,
                         Some(a.status),
@@ -339,9 +395,21 @@ impl GraphClient {
                         a.retry_after,
                     )
                 }
-                Ok(a) => return Err(self.client_error(mailbox, a.status, &a.body)),
-                Err(e) if e.is_retryable() => e,
-                Err(e) => return Err(e),
+                Ok(a) => {
+                    drop(permit);
+                    return Err(self.client_error(mailbox, a.status, &a.json()));
+                }
+                Err(NoAnswer { error, timeout }) => {
+                    permit.done(if timeout {
+                        Feedback::Backoff
+                    } else {
+                        Feedback::Neutral
+                    });
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
+                    error
+                }
             };
             if attempt >= opts.max_attempts {
                 return Err(err);
@@ -452,76 +520,55 @@ impl GraphClient {
         lock(&self.inner.calendars).remove(&mailbox.to_lowercase());
     }
 
-    fn inner_request(&self, mailbox: &str, calendar_id: &str, id: usize, op: &GraphOp) -> Value {
-        let user = format!("/users/{}", path_segment(mailbox));
-        match op {
-            GraphOp::Create {
-                key,
-                generation,
-                event,
-            } => {
-                let tx = mapping::transaction_id(key, *generation);
-                json!({
-                    "id": id.to_string(), "method": "POST",
-                    "url": format!("{user}/calendars/{}/events", path_segment(calendar_id)),
-                    "headers": { "Content-Type": "application/json" },
-                    "body": mapping::event_body(key, event, Some(&tx)),
-                })
-            }
-            GraphOp::Update {
-                key,
-                remote_id,
-                event,
-            } => json!({
-                "id": id.to_string(), "method": "PATCH",
-                "url": format!("{user}/events/{}", path_segment(remote_id)),
-                "headers": { "Content-Type": "application/json" },
-                "body": mapping::event_body(key, event, None),
-            }),
-            GraphOp::Delete { remote_id, .. } => json!({
-                "id": id.to_string(), "method": "DELETE",
-                "url": format!("{user}/events/{}", path_segment(remote_id)),
-            }),
-        }
-    }
-
     /// Applies `ops` to the calendar `calendar_id` of `mailbox`: `$batch`es of
-    /// at most 20, at most 4 requests in flight for the mailbox, `Retry-After`
-    /// honoured, 5xx and connection failures retried with backoff. Answers one
-    /// result per op, in order. Replaying any op is harmless.
-    #[tracing::instrument(skip_all, fields(mailbox = %mailbox, ops = ops.len()))]
+    /// at most 20, at most 4 requests in flight for the mailbox (fewer while
+    /// its adaptive limit is lower: a batch then holds only as many requests
+    /// as the limit, since Graph runs up to 4 of a batch at once),
+    /// `Retry-After` honoured, 5xx and connection failures retried with
+    /// backoff. Answers one result per op, in order. Replaying any op is
+    /// harmless.
     pub async fn apply(
         &self,
         mailbox: &str,
         calendar_id: &str,
         ops: Vec<GraphOp>,
     ) -> Vec<GraphOpResult> {
+        self.apply_ops(mailbox, calendar_id, &ops).await
+    }
+
+    /// [`GraphClient::apply`] on borrowed ops.
+    #[tracing::instrument(skip_all, fields(mailbox = %mailbox, ops = ops.len()))]
+    pub async fn apply_ops(
+        &self,
+        mailbox: &str,
+        calendar_id: &str,
+        ops: &[GraphOp],
+    ) -> Vec<GraphOpResult> {
         let n = ops.len();
         let opts = &self.inner.opts;
+        let max_batch = opts.max_batch.clamp(1, 20);
         let gate = self.gate(mailbox);
         let batch_url = format!("{}/$batch", self.inner.base);
+        let urls = InnerUrls::new(mailbox, calendar_id);
         let mut results: Vec<Slot> = vec![None; n];
         let mut attempts = vec![0u32; n];
-        let mut pending: Vec<usize> = (0..n).collect();
+        let mut pending: VecDeque<usize> = (0..n).collect();
         let mut round = 0u32;
         let mut dead: Option<GraphError> = None;
+        let mut body = Vec::new();
 
         while !pending.is_empty() {
             round += 1;
             let mut again = Vec::new();
             let mut transient = false;
-            let chunks: Vec<Vec<usize>> = pending
-                .chunks(opts.max_batch.clamp(1, 20))
-                .map(<[usize]>::to_vec)
-                .collect();
-            for (ci, chunk) in chunks.iter().enumerate() {
+            while !pending.is_empty() {
                 if let Some(e) = &dead {
-                    for &i in chunk {
+                    for i in pending.drain(..) {
                         results[i] = Some(Err(e.clone()));
                     }
-                    continue;
+                    break;
                 }
-                let permit = match gate.enter(chunk.len(), opts.max_retry_after).await {
+                let permit = match gate.enter(BATCH_PARALLELISM, opts.max_retry_after).await {
                     Ok(p) => p,
                     Err(left) => {
                         let e = Self::retryable(
@@ -530,51 +577,68 @@ impl GraphClient {
                             "mailbox is throttled".into(),
                             Some(left),
                         );
-                        for rest in &chunks[ci..] {
-                            for &i in rest {
-                                results[i] = Some(Err(e.clone()));
-                            }
+                        for i in pending.drain(..) {
+                            results[i] = Some(Err(e.clone()));
                         }
                         break;
                     }
                 };
+                let slots = permit.slots() as usize;
+                let size = if slots >= BATCH_PARALLELISM {
+                    max_batch
+                } else {
+                    slots.min(max_batch)
+                };
+                let chunk: Vec<usize> = pending.drain(..size.min(pending.len())).collect();
                 self.pace(&gate, chunk.len()).await;
-                let requests: Vec<Value> = chunk
-                    .iter()
-                    .map(|&i| self.inner_request(mailbox, calendar_id, i, &ops[i]))
-                    .collect();
-                for &i in chunk {
+                body.clear();
+                {
+                    let requests: Vec<BatchRequest<'_>> =
+                        chunk.iter().map(|&i| urls.request(i, &ops[i])).collect();
+                    serde_json::to_writer(
+                        &mut body,
+                        &Batch {
+                            requests: &requests,
+                        },
+                    )
+                    .expect("a batch serializes");
+                }
+                for &i in &chunk {
                     attempts[i] += 1;
                 }
+                let started = Instant::now();
                 let answer = self
-                    .send(
-                        mailbox,
-                        Method::POST,
-                        &batch_url,
-                        Some(&json!({ "requests": requests })),
-                    )
+                    .send(mailbox, Method::POST, &batch_url, Some(&body))
                     .await;
-                drop(permit);
+                // Graph runs a batch's requests four at a time: the latency
+                // the limiter compares is per round.
+                let per_round = started.elapsed() / chunk.len().div_ceil(BATCH_PARALLELISM) as u32;
 
                 let a = match answer {
-                    Err(e) if e.is_retryable() => {
-                        tracing::debug!(error = %e, "graph: batch failed, will retry");
-                        transient = true;
-                        for &i in chunk {
-                            retry_or_fail(
-                                &mut results,
-                                &attempts,
-                                opts.max_attempts,
-                                i,
-                                e.clone(),
-                                &mut again,
-                            );
+                    Err(NoAnswer { error, timeout }) => {
+                        permit.done(if timeout {
+                            Feedback::Backoff
+                        } else {
+                            Feedback::Neutral
+                        });
+                        let retry = error.is_retryable();
+                        if retry {
+                            tracing::debug!(error = %error, "graph: batch failed, will retry");
+                            transient = true;
                         }
-                        continue;
-                    }
-                    Err(e) => {
-                        for &i in chunk {
-                            results[i] = Some(Err(e.clone()));
+                        for &i in &chunk {
+                            if retry {
+                                retry_or_fail(
+                                    &mut results,
+                                    &attempts,
+                                    opts.max_attempts,
+                                    i,
+                                    error.clone(),
+                                    &mut again,
+                                );
+                            } else {
+                                results[i] = Some(Err(error.clone()));
+                            }
                         }
                         continue;
                     }
@@ -586,13 +650,18 @@ impl GraphClient {
                     } else {
                         transient = true;
                     }
+                    permit.done(if is_backpressure(a.status) {
+                        Feedback::Backoff
+                    } else {
+                        Feedback::Neutral
+                    });
                     let e = Self::retryable(
                         mailbox,
                         Some(a.status),
                         format!("$batch answered HTTP {}", a.status),
                         a.retry_after,
                     );
-                    for &i in chunk {
+                    for &i in &chunk {
                         retry_or_fail(
                             &mut results,
                             &attempts,
@@ -605,22 +674,51 @@ impl GraphClient {
                     continue;
                 }
                 if a.status != 200 {
-                    let e = self.client_error(mailbox, a.status, &a.body);
-                    for &i in chunk {
+                    drop(permit);
+                    let e = self.client_error(mailbox, a.status, &a.json());
+                    for &i in &chunk {
                         results[i] = Some(Err(e.clone()));
                     }
                     continue;
                 }
-                let responses: HashMap<usize, &Value> = a.body["responses"]
-                    .as_array()
-                    .map(|rs| {
-                        rs.iter()
-                            .filter_map(|r| Some((r["id"].as_str()?.parse::<usize>().ok()?, r)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for &i in chunk {
-                    let Some(r) = responses.get(&i) else {
+                let parsed: BatchAnswer<'_> = match serde_json::from_slice(&a.bytes) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        drop(permit);
+                        transient = true;
+                        let e = Self::retryable(
+                            mailbox,
+                            Some(200),
+                            format!("the $batch answer is not JSON: {e}"),
+                            None,
+                        );
+                        for &i in &chunk {
+                            retry_or_fail(
+                                &mut results,
+                                &attempts,
+                                opts.max_attempts,
+                                i,
+                                e.clone(),
+                                &mut again,
+                            );
+                        }
+                        continue;
+                    }
+                };
+                let mut answers: Vec<Option<InnerAnswer<'_>>> =
+                    std::iter::repeat_with(|| None).take(chunk.len()).collect();
+                for r in parsed.responses {
+                    let k =
+                        r.id.as_deref()
+                            .and_then(|id| id.parse::<usize>().ok())
+                            .and_then(|id| chunk.iter().position(|&i| i == id));
+                    if let Some(k) = k {
+                        answers[k] = Some(r);
+                    }
+                }
+                let mut pushed_back = false;
+                for (&i, r) in chunk.iter().zip(answers) {
+                    let Some(r) = r else {
                         transient = true;
                         let e = Self::retryable(
                             mailbox,
@@ -631,16 +729,17 @@ impl GraphClient {
                         retry_or_fail(&mut results, &attempts, opts.max_attempts, i, e, &mut again);
                         continue;
                     };
-                    let status = r["status"].as_u64().unwrap_or(0) as u16;
-                    let body = r.get("body").cloned().unwrap_or(Value::Null);
-                    match self.interpret(mailbox, calendar_id, &ops[i], status, &body) {
+                    let status = r.status;
+                    pushed_back |= is_backpressure(status);
+                    let body = r.body.unwrap_or_default();
+                    match self.interpret(mailbox, calendar_id, &ops[i], status, body) {
                         Interpreted::Done(res) => results[i] = Some(res),
                         Interpreted::MailboxDead(e) => {
                             results[i] = Some(Err(e.clone()));
                             dead = Some(e);
                         }
-                        Interpreted::Retry(ra, e) => {
-                            match ra.or_else(|| inner_retry_after(&r["headers"])) {
+                        Interpreted::Retry(e) => {
+                            match r.headers.retry_after {
                                 Some(ra) => gate.hold(ra),
                                 None if status == 429 => gate.hold(self.backoff(attempts[i])),
                                 None => transient = true,
@@ -667,6 +766,11 @@ impl GraphClient {
                         }
                     }
                 }
+                permit.done(if pushed_back {
+                    Feedback::Backoff
+                } else {
+                    Feedback::Ok(per_round)
+                });
             }
             if let Some(e) = &dead {
                 for i in again.drain(..) {
@@ -676,7 +780,7 @@ impl GraphClient {
             if transient && !again.is_empty() {
                 tokio::time::sleep(self.backoff(round)).await;
             }
-            pending = again;
+            pending = again.into();
         }
 
         ops.iter()
@@ -699,17 +803,15 @@ impl GraphClient {
         calendar_id: &str,
         op: &GraphOp,
         status: u16,
-        body: &Value,
+        body: AnswerBody,
     ) -> Interpreted {
-        let change_key = || body["changeKey"].as_str().map(String::from);
-        let id = || body["id"].as_str().map(String::from);
         if (200..300).contains(&status) {
             return Interpreted::Done(match op {
                 GraphOp::Delete { .. } => Ok(GraphApplied::Deleted),
-                GraphOp::Create { .. } => match id() {
+                GraphOp::Create { .. } => match body.id {
                     Some(id) => Ok(GraphApplied::Created {
                         id,
-                        change_key: change_key(),
+                        change_key: body.change_key,
                     }),
                     None => Err(GraphError::Protocol {
                         mailbox: mailbox.to_string(),
@@ -717,12 +819,12 @@ impl GraphClient {
                     }),
                 },
                 GraphOp::Update { remote_id, .. } => Ok(GraphApplied::Updated {
-                    id: id().unwrap_or_else(|| remote_id.clone()),
-                    change_key: change_key(),
+                    id: body.id.unwrap_or_else(|| remote_id.clone()),
+                    change_key: body.change_key,
                 }),
             });
         }
-        let (code, message) = error_parts(body);
+        let (code, message) = body.error_parts();
         if status == 429 || status >= 500 || status == 0 {
             let e = Self::retryable(
                 mailbox,
@@ -730,7 +832,7 @@ impl GraphClient {
                 format!("HTTP {status} {code} {message}"),
                 None,
             );
-            return Interpreted::Retry(None, e);
+            return Interpreted::Retry(e);
         }
         if status == 401 {
             let e = Self::retryable(
@@ -876,6 +978,60 @@ fn retry_or_fail(
 enum Interpreted {
     Done(Result<GraphApplied, GraphError>),
     MailboxDead(GraphError),
-    Retry(Option<Duration>, GraphError),
+    Retry(GraphError),
     Reauth(GraphError),
+}
+
+/// The URLs of a mailbox's inner requests, percent-encoded once per call.
+struct InnerUrls {
+    user: String,
+    events: String,
+}
+
+impl InnerUrls {
+    fn new(mailbox: &str, calendar_id: &str) -> Self {
+        let user = format!("/users/{}", path_segment(mailbox));
+        let events = format!("{user}/calendars/{}/events", path_segment(calendar_id));
+        Self { user, events }
+    }
+
+    /// Op `i` as a request of a batch, borrowing its content.
+    fn request<'a>(&self, i: usize, op: &'a GraphOp) -> BatchRequest<'a> {
+        let id = Fmt(i);
+        match op {
+            GraphOp::Create {
+                key,
+                generation,
+                event,
+            } => BatchRequest {
+                id,
+                method: "POST",
+                url: self.events.clone(),
+                headers: Some(JsonContent),
+                body: Some(EventBody::new(
+                    key,
+                    event,
+                    Some(mapping::transaction_id(key, *generation)),
+                )),
+            },
+            GraphOp::Update {
+                key,
+                remote_id,
+                event,
+            } => BatchRequest {
+                id,
+                method: "PATCH",
+                url: format!("{}/events/{}", self.user, path_segment(remote_id)),
+                headers: Some(JsonContent),
+                body: Some(EventBody::new(key, event, None)),
+            },
+            GraphOp::Delete { remote_id, .. } => BatchRequest {
+                id,
+                method: "DELETE",
+                url: format!("{}/events/{}", self.user, path_segment(remote_id)),
+                headers: None,
+                body: None,
+            },
+        }
+    }
 }

@@ -24,9 +24,10 @@ use super::RequestRate;
 pub(crate) struct SlidingWindow {
     requests: u64,
     window: Duration,
-    /// (when, how many) in send order, and their sum.
+    /// (when, how many) reservations in time order (some may be in the future), and their sum.
     log: Mutex<(VecDeque<(Instant, u32)>, u64)>,
     /// Pacing (GCRA): time per request, burst allowance, theoretical arrival time.
+    /// Waiters reserve in order, so each wakes once, when its turn comes.
     interval: Duration,
     burst: Duration,
     tat: Mutex<Option<Instant>>,
@@ -50,59 +51,62 @@ impl SlidingWindow {
         }
     }
 
-    /// Waits for the pacer to allow `n` requests now.
+    /// Waits until the pacer allows `n` requests. Each caller reserves its
+    /// own slot (GCRA's theoretical arrival time moves on at once) and
+    /// sleeps exactly until it, so waiters never wake each other in vain.
     async fn pace(&self, n: u64) {
-        loop {
-            let wait = {
-                let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
-                let now = Instant::now();
-                let t = tat.map_or(now, |t| t.max(now));
-                if t <= now + self.burst {
-                    *tat = Some(t + self.interval * n as u32);
-                    return;
-                }
-                t - self.burst - now
-            };
+        let wait = {
+            let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let t = tat.map_or(now, |t| t.max(now));
+            *tat = Some(t + self.interval * n as u32);
+            (t > now + self.burst).then(|| t - self.burst - now)
+        };
+        if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// Waits until `n` more requests fit in the window, then records them.
+    /// Waits until `n` more requests fit in the window. The log holds
+    /// reservations, possibly in the future, in time order: a caller finds
+    /// the first moment its `n` fit after every earlier reservation,
+    /// records itself there and sleeps once until then.
     pub async fn take(&self, n: u32) {
         let n = u64::from(n.max(1)).min(self.requests);
         if self.paced {
             self.pace(n).await;
         }
-        loop {
-            let wait = {
-                let mut g = self.log.lock().unwrap_or_else(|e| e.into_inner());
-                let (log, sum) = &mut *g;
-                let now = Instant::now();
-                while let Some(&(t, c)) = log.front() {
-                    if now.duration_since(t) < self.window {
-                        break;
-                    }
-                    log.pop_front();
-                    *sum -= u64::from(c);
+        let at = {
+            let mut g = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            let (log, sum) = &mut *g;
+            let now = Instant::now();
+            while let Some(&(t, c)) = log.front() {
+                if t + self.window > now {
+                    break;
                 }
-                if *sum + n <= self.requests {
-                    log.push_back((now, n as u32));
-                    *sum += n;
-                    return;
+                log.pop_front();
+                *sum -= u64::from(c);
+            }
+            let mut at = log.back().map_or(now, |&(t, _)| t.max(now));
+            let mut counted = *sum;
+            for &(t, c) in log.iter() {
+                if t + self.window <= at {
+                    counted -= u64::from(c);
+                    continue;
                 }
-                // The moment enough of the oldest entries leave the window.
-                let mut need = *sum + n - self.requests;
-                let mut at = now;
-                for &(t, c) in log.iter() {
-                    at = t;
-                    if u64::from(c) >= need {
-                        break;
-                    }
-                    need -= u64::from(c);
+                if counted + n <= self.requests {
+                    break;
                 }
-                (at + self.window).saturating_duration_since(now) + Duration::from_millis(1)
-            };
-            tokio::time::sleep(wait).await;
+                at = t + self.window;
+                counted -= u64::from(c);
+            }
+            log.push_back((at, n as u32));
+            *sum += n;
+            at
+        };
+        let now = Instant::now();
+        if at > now {
+            tokio::time::sleep(at - now).await;
         }
     }
 }
@@ -131,5 +135,43 @@ mod tests {
             start.elapsed()
         );
         assert!(start.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[tokio::test]
+    async fn concurrent_waiters_each_get_their_own_slot() {
+        let w = std::sync::Arc::new(SlidingWindow::new(
+            RequestRate {
+                requests: 10,
+                window: Duration::from_millis(100),
+            },
+            false,
+        ));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    w.take(1).await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap());
+        }
+        done.sort();
+        // Never more than 10 in any window (102 ms, the client's margin included).
+        for (i, t) in done.iter().enumerate() {
+            let in_window = done[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_millis(102))
+                .count();
+            assert!(in_window <= 10, "{in_window} requests within one window");
+        }
+        // 40 requests at 10 per window: three windows of waiting, not much more.
+        let took = done.last().unwrap().duration_since(start);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
     }
 }

@@ -1,7 +1,12 @@
 //! edusync event ⇄ Graph JSON.
 
+use std::borrow::Cow;
+use std::time::Duration;
+
 use jiff::{civil, tz::TimeZone, Timestamp};
-use serde_json::{json, Value};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 use super::{GraphEvent, RemoteEvent, MARKER_PROPERTY_ID};
 
@@ -12,32 +17,239 @@ pub fn transaction_id(key: &str, generation: u32) -> String {
     format!("edusync-{h:032x}")
 }
 
-fn graph_time(ts: Timestamp) -> Value {
-    json!({ "dateTime": ts.strftime("%Y-%m-%dT%H:%M:%S").to_string(), "timeZone": "UTC" })
+/// Graph's `dateTimeTimeZone` in UTC, written without an intermediate string.
+struct GraphTime(Timestamp);
+
+impl Serialize for GraphTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("dateTime", &Fmt(self.0.strftime("%Y-%m-%dT%H:%M:%S")))?;
+        m.serialize_entry("timeZone", "UTC")?;
+        m.end()
+    }
 }
 
-/// The JSON of a create or update: content plus the marker.
-pub(crate) fn event_body(key: &str, ev: &GraphEvent, transaction_id: Option<&str>) -> Value {
-    let subject = if ev.cancelled {
-        format!("Cancelled: {}", ev.subject)
-    } else {
-        ev.subject.clone()
-    };
-    let mut v = json!({
-        "subject": subject,
-        "body": { "contentType": "text", "content": ev.body_text },
-        "location": { "displayName": ev.location },
-        "start": graph_time(ev.start_utc),
-        "end": graph_time(ev.end_utc),
-        "categories": ev.categories,
-        "showAs": if ev.show_as_busy && !ev.cancelled { "busy" } else { "free" },
-        "isReminderOn": ev.reminder && !ev.cancelled,
-        "singleValueExtendedProperties": [ { "id": MARKER_PROPERTY_ID, "value": key } ],
-    });
-    if let Some(tx) = transaction_id {
-        v["transactionId"] = Value::String(tx.to_string());
+/// Serializes a `Display` value as a JSON string, without allocating it first.
+pub(crate) struct Fmt<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Fmt<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
-    v
+}
+
+/// The JSON of a create or update (content plus the marker), borrowing
+/// from the op: serialized straight into the request body.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventBody<'a> {
+    subject: Subject<'a>,
+    body: ItemBody<'a>,
+    location: Location<'a>,
+    start: GraphTime,
+    end: GraphTime,
+    categories: &'a [String],
+    show_as: &'static str,
+    is_reminder_on: bool,
+    single_value_extended_properties: [ExtendedProperty<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<String>,
+}
+
+struct Subject<'a> {
+    cancelled: bool,
+    text: &'a str,
+}
+
+impl Serialize for Subject<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.cancelled {
+            s.collect_str(&format_args!("Cancelled: {}", self.text))
+        } else {
+            s.serialize_str(self.text)
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemBody<'a> {
+    content_type: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Location<'a> {
+    display_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct ExtendedProperty<'a> {
+    id: &'static str,
+    value: &'a str,
+}
+
+impl<'a> EventBody<'a> {
+    /// `transaction_id` is given for creates only.
+    pub(crate) fn new(key: &'a str, ev: &'a GraphEvent, transaction_id: Option<String>) -> Self {
+        EventBody {
+            subject: Subject {
+                cancelled: ev.cancelled,
+                text: &ev.subject,
+            },
+            body: ItemBody {
+                content_type: "text",
+                content: &ev.body_text,
+            },
+            location: Location {
+                display_name: &ev.location,
+            },
+            start: GraphTime(ev.start_utc),
+            end: GraphTime(ev.end_utc),
+            categories: &ev.categories,
+            show_as: if ev.show_as_busy && !ev.cancelled {
+                "busy"
+            } else {
+                "free"
+            },
+            is_reminder_on: ev.reminder && !ev.cancelled,
+            single_value_extended_properties: [ExtendedProperty {
+                id: MARKER_PROPERTY_ID,
+                value: key,
+            }],
+            transaction_id,
+        }
+    }
+}
+
+/// The JSON of a create or update, as a value (tests read it).
+#[cfg(test)]
+pub(crate) fn event_body(key: &str, ev: &GraphEvent, transaction_id: Option<&str>) -> Value {
+    serde_json::to_value(EventBody::new(key, ev, transaction_id.map(String::from)))
+        .expect("plain JSON")
+}
+
+/// One request of a `$batch`, serialized into the batch body as it is.
+#[derive(Serialize)]
+pub(crate) struct BatchRequest<'a> {
+    pub id: Fmt<usize>,
+    pub method: &'static str,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<JsonContent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<EventBody<'a>>,
+}
+
+/// `{"Content-Type": "application/json"}`.
+pub(crate) struct JsonContent;
+
+impl Serialize for JsonContent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("Content-Type", "application/json")?;
+        m.end()
+    }
+}
+
+/// `{"requests": [...]}`.
+#[derive(Serialize)]
+pub(crate) struct Batch<'a> {
+    pub requests: &'a [BatchRequest<'a>],
+}
+
+/// A `$batch` answer, read without building a tree of every event it echoes.
+#[derive(Deserialize)]
+pub(crate) struct BatchAnswer<'a> {
+    #[serde(borrow, default)]
+    pub responses: Vec<InnerAnswer<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InnerAnswer<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: InnerHeaders,
+    #[serde(default)]
+    pub body: Option<AnswerBody>,
+}
+
+/// What the client reads of an answer's body: the id and change key of
+/// an event, or Graph's `error`.
+#[derive(Deserialize, Default, Debug)]
+pub(crate) struct AnswerBody {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default, rename = "changeKey")]
+    pub change_key: Option<String>,
+    #[serde(default)]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+pub(crate) struct ErrorBody {
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl AnswerBody {
+    /// Graph's error `code` and `message`, empty when absent.
+    pub(crate) fn error_parts(&self) -> (String, String) {
+        let e = self.error.as_ref();
+        (
+            e.and_then(|e| e.code.clone()).unwrap_or_default(),
+            e.and_then(|e| e.message.clone()).unwrap_or_default(),
+        )
+    }
+}
+
+/// The headers of an inner answer; only `Retry-After` (any case) is kept.
+#[derive(Default)]
+pub(crate) struct InnerHeaders {
+    pub retry_after: Option<Duration>,
+}
+
+impl<'de> Deserialize<'de> for InnerHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = InnerHeaders;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of headers")
+            }
+            fn visit_unit<E>(self) -> Result<InnerHeaders, E> {
+                Ok(InnerHeaders::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InnerHeaders, A::Error> {
+                let mut out = InnerHeaders::default();
+                while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                    if k.eq_ignore_ascii_case("retry-after") {
+                        let secs = match map.next_value::<Value>()? {
+                            Value::String(s) => s.trim().parse::<f64>().ok(),
+                            Value::Number(n) => n.as_f64(),
+                            _ => None,
+                        };
+                        out.retry_after = secs
+                            .filter(|s| s.is_finite() && *s >= 0.0)
+                            .map(Duration::from_secs_f64);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Parses Graph's `dateTimeTimeZone` (UTC, as requested with `Prefer: outlook.timezone="UTC"`).
@@ -151,5 +363,63 @@ mod tests {
         assert_eq!(v["transactionId"], "tx");
         assert_eq!(v["showAs"], "busy");
         assert_eq!(parse_graph_time(&v["end"]), Some(ev.end_utc));
+    }
+
+    #[test]
+    fn batch_answers_are_read_without_the_echoed_events() {
+        let text = br#"{"responses":[
+            {"id":"3","status":201,"headers":{"Content-Type":"application/json"},
+             "body":{"id":"AAMk1","changeKey":"ck1","subject":"x","start":{"dateTime":"2026-01-05T09:00:00","timeZone":"UTC"},"attendees":[]}},
+            {"id":"4","status":429,"headers":{"retry-after":"7"},
+             "body":{"error":{"code":"ApplicationThrottled","message":"over the limit"}}},
+            {"id":"5","status":204,"headers":{"Retry-After":2.5}}
+        ]}"#;
+        let a: BatchAnswer<'_> = serde_json::from_slice(text).unwrap();
+        let r = &a.responses;
+        assert_eq!(r[0].id.as_deref(), Some("3"));
+        let b0 = r[0].body.as_ref().unwrap();
+        assert_eq!(
+            (b0.id.as_deref(), b0.change_key.as_deref()),
+            (Some("AAMk1"), Some("ck1"))
+        );
+        assert_eq!(r[1].headers.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(
+            r[1].body.as_ref().unwrap().error_parts(),
+            ("ApplicationThrottled".into(), "over the limit".into())
+        );
+        assert_eq!(r[2].headers.retry_after, Some(Duration::from_millis(2500)));
+        assert!(r[2].body.is_none());
+    }
+
+    #[test]
+    fn a_batch_request_is_the_json_graph_expects() {
+        let ev = GraphEvent {
+            subject: "Maths \"A\"".into(),
+            body_text: "Line 1\nLine 2".into(),
+            location: "R1".into(),
+            start_utc: "2026-01-05T09:00:00Z".parse().unwrap(),
+            end_utc: "2026-01-05T10:00:00Z".parse().unwrap(),
+            categories: vec!["Timetable".into()],
+            show_as_busy: true,
+            reminder: false,
+            cancelled: true,
+        };
+        let reqs = [BatchRequest {
+            id: Fmt(12),
+            method: "POST",
+            url: "/users/a@b/calendars/c/events".into(),
+            headers: Some(JsonContent),
+            body: Some(EventBody::new("p/e1", &ev, Some("tx".into()))),
+        }];
+        let v = serde_json::to_value(Batch { requests: &reqs }).unwrap();
+        let r = &v["requests"][0];
+        assert_eq!(r["id"], "12");
+        assert_eq!(r["headers"]["Content-Type"], "application/json");
+        assert_eq!(r["body"]["subject"], "Cancelled: Maths \"A\"");
+        assert_eq!(r["body"]["body"]["content"], "Line 1\nLine 2");
+        assert_eq!(r["body"]["showAs"], "free");
+        assert_eq!(r["body"]["isReminderOn"], false);
+        assert_eq!(r["body"]["end"]["dateTime"], "2026-01-05T10:00:00");
+        assert_eq!(r["body"]["transactionId"], "tx");
     }
 }

@@ -4,8 +4,12 @@
 //!
 //! * **Auth**: OAuth 2.0 client credentials at
 //!   `{authority_url}/{tenant_id}/oauth2/v2.0/token`, scope
-//!   `{graph_url}/.default`; the token is cached and refreshed before it
-//!   expires (five minutes before, or a quarter of its life when shorter).
+//!   `{graph_url}/.default`, with a client secret or a certificate (a
+//!   client assertion, RFC 7523: RS256, `x5t#S256` = the certificate's
+//!   SHA-256 thumbprint, `aud` = the token endpoint, `iss` = `sub` = the
+//!   client id, a fresh `jti`, valid for 10 minutes); the token is cached
+//!   and refreshed before it expires (five minutes before, or a quarter of
+//!   its life when shorter).
 //! * **Calendar per person**: [`GraphClient::ensure_calendar`] finds the
 //!   calendar named by the target's `calendar` key, or creates it.
 //! * **Writes**: [`GraphClient::apply`] sends [`GraphOp`]s as JSON `$batch`es
@@ -16,6 +20,10 @@
 //! * **Limits** (Outlook, per mailbox): at most 4 requests in flight — a
 //!   batch of n requests counts min(n, 4), since Graph runs four of a batch's
 //!   requests at a time — and `Retry-After` of a 429 holds that mailbox only.
+//!   Below that cap each mailbox has an adaptive limit (AIMD, see
+//!   [`crate::adaptive`]) that halves on 429/503/504/timeouts and on rising
+//!   latency and grows back by one per healthy round trip; while it is
+//!   under 4, a batch holds only as many requests as the limit.
 //!   5xx and connection failures are retried with jittered exponential
 //!   backoff; other 4xx fail the op permanently; an unknown or unlicensed
 //!   mailbox fails that mailbox's ops permanently.
@@ -48,9 +56,13 @@ pub mod target;
 mod tests;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+use crate::adaptive::AdaptiveConfig;
+use crate::jwt::RsaSigner;
 
 pub use client::GraphClient;
 pub use mapping::transaction_id;
@@ -72,8 +84,8 @@ pub struct GraphSettings {
     pub tenant_id: String,
     /// The app registration's client id.
     pub client_id: String,
-    /// The client secret (read from the `_env` variable by the caller).
-    pub client_secret: String,
+    /// How the app proves itself: a client secret or a certificate.
+    pub credential: GraphCredential,
     /// Name of the calendar edusync writes in each mailbox.
     pub calendar: String,
 }
@@ -85,17 +97,66 @@ impl fmt::Debug for GraphSettings {
             .field("graph_url", &self.graph_url)
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
+            .field("credential", &self.credential)
             .field("calendar", &self.calendar)
             .finish()
+    }
+}
+
+/// The app's credential for the client-credentials grant.
+#[derive(Clone)]
+pub enum GraphCredential {
+    /// A client secret (read from the `_env` variable by the caller).
+    Secret(String),
+    /// A certificate uploaded to the app registration, with its private key:
+    /// each token request carries a client assertion (RFC 7523) signed with
+    /// the key (RS256) and naming the certificate by its SHA-256 thumbprint.
+    Certificate(Arc<RsaSigner>),
+}
+
+impl fmt::Debug for GraphCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GraphCredential::Secret(_) => f.write_str("Secret(<redacted>)"),
+            GraphCredential::Certificate(_) => f.write_str("Certificate(<private key hidden>)"),
+        }
+    }
+}
+
+impl GraphCredential {
+    /// A certificate credential from PEM text holding the private key and
+    /// the certificate. The message says what is missing.
+    pub fn certificate_from_pem(pem: &str) -> Result<Self, String> {
+        let signer = RsaSigner::from_pem(pem).map_err(|e| e.to_string())?;
+        if signer.certificate().is_none() {
+            return Err("there is a private key but no `-----BEGIN CERTIFICATE-----` block; put the certificate uploaded to the app registration in the same file as its key (e.g. `cat key.pem cert.pem > edusync-graph.pem`)".into());
+        }
+        Ok(GraphCredential::Certificate(Arc::new(signer)))
+    }
+
+    /// [`GraphCredential::certificate_from_pem`] on the file at `path`,
+    /// named by the environment variable `var` (for messages).
+    pub fn certificate_file(path: &std::path::Path, var: &str) -> Result<Self, String> {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the certificate file {} (named by ${var}): {e}",
+                path.display()
+            )
+        })?;
+        Self::certificate_from_pem(&pem)
+            .map_err(|e| format!("certificate file {} (named by ${var}): {e}", path.display()))
     }
 }
 
 /// Tuning; `Default` suits Microsoft's service.
 #[derive(Debug, Clone)]
 pub struct GraphClientOptions {
-    /// Requests in flight per mailbox (Outlook: 4).
+    /// Requests in flight per mailbox at most (Outlook: 4): the cap of the
+    /// mailbox's adaptive limit.
     pub mailbox_concurrency: usize,
+    /// How each mailbox's limit adapts below that cap: AIMD on 429/503/
+    /// timeouts and on rising latency (see [`crate::adaptive`]).
+    pub adaptive: AdaptiveConfig,
     /// Requests per `$batch` (Graph: 20).
     pub max_batch: usize,
     /// Tries per op (or per read) before giving up with a retryable error.
@@ -128,6 +189,7 @@ impl Default for GraphClientOptions {
     fn default() -> Self {
         Self {
             mailbox_concurrency: 4,
+            adaptive: AdaptiveConfig::default(),
             max_batch: 20,
             max_attempts: 8,
             backoff_base: Duration::from_millis(500),

@@ -184,6 +184,10 @@ impl GraphTarget {
                 }
             }
         }
+        if out.iter().all(Option::is_none) {
+            // The usual case: nothing moved between mailboxes.
+            return self.write(mailbox, ops).await;
+        }
         let todo: Vec<usize> = (0..ops.len()).filter(|&i| out[i].is_none()).collect();
         let picked: Vec<CalendarOp> = todo.iter().map(|&i| ops[i].clone()).collect();
         for (i, o) in todo.into_iter().zip(self.write(mailbox, &picked).await) {
@@ -201,11 +205,16 @@ impl GraphTarget {
 
     async fn write(&self, mailbox: &str, ops: &[CalendarOp]) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = vec![None; ops.len()];
-        let mut sent: Vec<(usize, GraphOp, u32)> = Vec::new();
+        // Which op, at which generation, and the Graph op sent for it.
+        let mut sent: Vec<(usize, u32)> = Vec::with_capacity(ops.len());
+        let mut graph_ops: Vec<GraphOp> = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             match self.step(mailbox, op) {
                 Step::Done(o) => out[i] = Some(o),
-                Step::Send(g, generation) => sent.push((i, g, generation)),
+                Step::Send(g, generation) => {
+                    sent.push((i, generation));
+                    graph_ops.push(g);
+                }
             }
         }
         // Up to three rounds: the writes, then re-creates of events deleted by
@@ -216,16 +225,16 @@ impl GraphTarget {
             let calendar = match self.client.ensure_calendar(mailbox).await {
                 Ok(c) => c,
                 Err(e) => {
-                    for (i, _, _) in sent.drain(..) {
+                    for (i, _) in sent.drain(..) {
                         out[i] = Some(failed(&e));
                     }
                     break;
                 }
             };
-            let graph_ops: Vec<GraphOp> = sent.iter().map(|(_, g, _)| g.clone()).collect();
-            let results = self.client.apply(mailbox, &calendar, graph_ops).await;
+            let results = self.client.apply_ops(mailbox, &calendar, &graph_ops).await;
             let mut again = Vec::new();
-            for ((i, g, generation), r) in sent.drain(..).zip(results) {
+            let mut again_ops = Vec::new();
+            for (((i, generation), g), r) in sent.drain(..).zip(graph_ops.drain(..)).zip(results) {
                 match r.outcome {
                     Ok(GraphApplied::Created { id, change_key })
                     | Ok(GraphApplied::Updated { id, change_key }) => {
@@ -245,27 +254,26 @@ impl GraphTarget {
                         };
                         tracing::info!(mailbox, key = %key, "graph: event gone from the calendar, creating it again");
                         let generation = generation + 1;
-                        again.push((
-                            i,
-                            GraphOp::Create {
-                                key,
-                                generation,
-                                event,
-                            },
+                        again.push((i, generation));
+                        again_ops.push(GraphOp::Create {
+                            key,
                             generation,
-                        ));
+                            event,
+                        });
                     }
                     // The calendar was deleted: it is found or made again next round.
                     Err(GraphError::CalendarNotFound { .. }) => {
                         self.client.forget_calendar(mailbox);
-                        again.push((i, g, generation));
+                        again.push((i, generation));
+                        again_ops.push(g);
                     }
                     Err(e) => out[i] = Some(failed(&e)),
                 }
             }
             sent = again;
+            graph_ops = again_ops;
         }
-        for (i, _, _) in sent {
+        for (i, _) in sent {
             out[i] = Some(Outcome::Failed {
                 retryable: true,
                 message: format!("Microsoft Graph, mailbox {mailbox}: the edusync calendar kept disappearing while writing; will try again next cycle"),
@@ -383,10 +391,13 @@ impl GraphTarget {
         let s = self.client.settings();
         let consent = "in Microsoft Entra admin center, App registrations → this app → API permissions: add the Microsoft Graph *application* permission Calendars.ReadWrite and grant admin consent; if access is scoped with Exchange RBAC for Applications, make sure the mailbox is in the app's management scope";
         if let Err(e) = self.client.token().await {
-            let hint = match &e {
-                GraphError::Auth {
+            let hint = match (&e, &s.credential) {
+                (GraphError::Auth {
                     retryable: false, ..
-                } => "check tenant_id, client_id and the client secret (it may have expired: make a new one under Certificates & secrets)",
+                }, super::GraphCredential::Secret(_)) => "check tenant_id, client_id and the client secret (it may have expired: make a new one under Certificates & secrets)",
+                (GraphError::Auth {
+                    retryable: false, ..
+                }, super::GraphCredential::Certificate(_)) => "check tenant_id, client_id and the certificate (it must be uploaded under Certificates & secrets and not expired)",
                 _ => "check authority_url and that this machine can reach it",
             };
             return Err(self.fail(format!("cannot get a token: {e}; {hint}")));

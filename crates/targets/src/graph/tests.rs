@@ -14,7 +14,7 @@ fn settings(emu: &GraphEmulator) -> GraphSettings {
         graph_url: emu.url(),
         tenant_id: c.tenant_id.clone(),
         client_id: c.client_id.clone(),
-        client_secret: c.client_secret.clone(),
+        credential: GraphCredential::Secret(c.client_secret.clone()),
         calendar: "Timetable".into(),
     }
 }
@@ -378,7 +378,7 @@ async fn token_is_refreshed_before_it_expires() {
 async fn wrong_secret_is_a_permanent_auth_error() {
     let emu = graph::spawn(GraphEmulatorConfig::with_users(["ada@x.edu"])).await;
     let mut s = settings(&emu);
-    s.client_secret = "wrong".into();
+    s.credential = GraphCredential::Secret("wrong".into());
     assert!(!format!("{s:?}").contains("wrong"));
     let c = GraphClient::with_options(s, fast());
     let err = c.ensure_calendar("ada@x.edu").await.unwrap_err();
@@ -413,4 +413,177 @@ async fn deleted_calendar_is_reported_and_recreated() {
     );
     // The cache was dropped; the calendar is found again by name.
     assert_eq!(c.ensure_calendar("ada@x.edu").await.unwrap(), cal);
+}
+
+#[tokio::test]
+async fn adaptive_limit_backs_off_under_throttling_without_violations() {
+    let emu = graph::spawn(GraphEmulatorConfig {
+        mailbox_rate: RateLimit {
+            requests: 30,
+            window: Duration::from_secs(1),
+        },
+        ..GraphEmulatorConfig::with_users(["ada@x.edu"])
+    })
+    .await;
+    emu.set_latency(Duration::from_millis(5));
+    let c = client(&emu);
+    let cal = c.ensure_calendar("ada@x.edu").await.unwrap();
+    assert_eq!(c.mailbox_limit("ada@x.edu").limit, 4.0);
+    let r = c.apply("ada@x.edu", &cal, creates(0..150)).await;
+    assert_eq!(ids(&r).len(), 150);
+    assert_eq!(emu.calendar_events("ada@x.edu", "Timetable").len(), 150);
+    assert!(
+        emu.stats().throttled > 0,
+        "the load must run into the limit"
+    );
+    let l = c.mailbox_limit("ada@x.edu");
+    assert!(l.decreases >= 1, "{l:?}");
+    assert!(l.min_limit < 4.0, "{l:?}");
+    assert!(emu.stats().mailboxes["ada@x.edu"].max_concurrent <= 4);
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn adaptive_limit_shrinks_when_latency_rises_and_grows_back() {
+    let emu = graph::spawn(GraphEmulatorConfig::with_users(["ada@x.edu"])).await;
+    emu.set_latency(Duration::from_millis(10));
+    let c = client(&emu);
+    let cal = c.ensure_calendar("ada@x.edu").await.unwrap();
+    ids(&c.apply("ada@x.edu", &cal, creates(0..100)).await);
+    assert_eq!(c.mailbox_limit("ada@x.edu").decreases, 0);
+
+    // The mailbox slows down ten times: the limit halves.
+    emu.set_latency(Duration::from_millis(100));
+    ids(&c.apply("ada@x.edu", &cal, creates(100..140)).await);
+    let slow = c.mailbox_limit("ada@x.edu");
+    assert!(slow.decreases >= 1, "{slow:?}");
+    assert!(slow.min_limit <= 2.0, "{slow:?}");
+
+    // Healthy again: back to Outlook's 4, one step per round trip.
+    emu.set_latency(Duration::from_millis(10));
+    ids(&c.apply("ada@x.edu", &cal, creates(140..240)).await);
+    assert_eq!(c.mailbox_limit("ada@x.edu").limit, 4.0);
+    assert_eq!(emu.calendar_events("ada@x.edu", "Timetable").len(), 240);
+    emu.assert_no_violations();
+}
+
+/// A token request with a hand-made client assertion, as the client would send it.
+async fn token_with(emu: &GraphEmulator, assertion: &str) -> (u16, serde_json::Value) {
+    let c = emu.config();
+    let url = format!("{}/{}/oauth2/v2.0/token", emu.authority_url(), c.tenant_id);
+    let scope = format!("{}/.default", emu.url());
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", c.client_id.as_str()),
+        ("scope", scope.as_str()),
+        ("client_assertion_type", auth::JWT_BEARER),
+        ("client_assertion", assertion),
+    ];
+    let r = reqwest::Client::new()
+        .post(url)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn cert_signer() -> crate::jwt::RsaSigner {
+    crate::jwt::RsaSigner::from_pem(&format!(
+        "{}\n{}",
+        edusync_testkit::TEST_RSA_KEY_PEM,
+        edusync_testkit::TEST_CERT_PEM
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn certificate_credential_writes_and_bad_assertions_are_refused() {
+    let emu = graph::spawn(GraphEmulatorConfig::with_users(["ada@x.edu"])).await;
+    let pem = format!(
+        "{}\n{}",
+        edusync_testkit::TEST_RSA_KEY_PEM,
+        edusync_testkit::TEST_CERT_PEM
+    );
+    let mut s = settings(&emu);
+    s.credential = GraphCredential::certificate_from_pem(&pem).unwrap();
+    assert!(!format!("{s:?}").contains("PRIVATE"));
+    let c = GraphClient::with_options(s, fast());
+    let cal = c.ensure_calendar("ada@x.edu").await.unwrap();
+    ids(&c.apply("ada@x.edu", &cal, creates(0..3)).await);
+    assert_eq!(emu.stats().tokens_issued, 1);
+
+    // What the service checks, one fault at a time.
+    let signer = cert_signer();
+    let cfg = emu.config();
+    let aud = format!(
+        "{}/{}/oauth2/v2.0/token",
+        emu.authority_url(),
+        cfg.tenant_id
+    );
+    let thumb = crate::jwt::b64url(
+        ring::digest::digest(&ring::digest::SHA256, signer.certificate().unwrap()).as_ref(),
+    );
+    let now = jiff::Timestamp::now().as_second();
+    let claims = |aud: &str, iss: &str, exp: i64| serde_json::json!({ "aud": aud, "iss": iss, "sub": iss, "jti": "j1", "nbf": now - 10, "exp": exp });
+    let header = serde_json::json!({ "x5t#S256": thumb });
+    let good = signer.sign(&header, &claims(&aud, &cfg.client_id, now + 600));
+    assert_eq!(token_with(&emu, &good).await.0, 200);
+
+    let code = |v: &serde_json::Value| v["error_codes"][0].as_u64().unwrap_or(0);
+    let (status, v) = token_with(
+        &emu,
+        &signer.sign(
+            &header,
+            &claims("https://elsewhere/token", &cfg.client_id, now + 600),
+        ),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (401, 700023), "{v}");
+    let (status, v) = token_with(
+        &emu,
+        &signer.sign(&header, &claims(&aud, "someone-else", now + 600)),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (401, 700021), "{v}");
+    let (status, v) = token_with(
+        &emu,
+        &signer.sign(&header, &claims(&aud, &cfg.client_id, now - 3600)),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (401, 700024), "{v}");
+    let (status, v) = token_with(
+        &emu,
+        &signer.sign(
+            &serde_json::json!({ "x5t#S256": "bm90LXRoaXMtY2VydA" }),
+            &claims(&aud, &cfg.client_id, now + 600),
+        ),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (401, 700027), "{v}");
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("The key was not found"));
+    // A signature that does not match the content.
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let other = signer.sign(&header, &claims(&aud, &cfg.client_id, now + 601));
+    parts[2] = other.rsplit('.').next().unwrap();
+    let (status, v) = token_with(&emu, &parts.join(".")).await;
+    assert_eq!((status, code(&v)), (401, 700027), "{v}");
+    let (status, v) = token_with(&emu, "not-a-jwt").await;
+    assert_eq!((status, code(&v)), (400, 50027), "{v}");
+    emu.assert_no_violations();
+}
+
+#[test]
+fn a_pem_without_a_certificate_is_explained() {
+    let e = GraphCredential::certificate_from_pem(edusync_testkit::TEST_RSA_KEY_PEM).unwrap_err();
+    assert!(e.contains("no `-----BEGIN CERTIFICATE-----` block"), "{e}");
+    let e = GraphCredential::certificate_file(std::path::Path::new("/nonexistent/x.pem"), "V")
+        .unwrap_err();
+    assert!(
+        e.starts_with("cannot read the certificate file /nonexistent/x.pem (named by $V)"),
+        "{e}"
+    );
 }

@@ -19,6 +19,12 @@
 //!   and `$expand=singleValueExtendedProperties($filter=id eq '…')`: the
 //!   `Name` part of the id is case-sensitive, the value is not.
 //! * Paging with `$top` and an absolute `@odata.nextLink`.
+//! * Certificate credentials: the client assertion (RFC 7523) is verified
+//!   like the identity platform does (RS256 signature with the key of a
+//!   registered certificate named by `x5t#S256` or `x5t`, `aud` = the token
+//!   endpoint, `iss` = `sub` = the client id, `nbf`/`exp`), and refused with
+//!   the AADSTS error the service gives (700027, 700021, 700023, 700024,
+//!   50027).
 //!
 //! On top of the service it records every *violation* by the client (a
 //! request before `Retry-After` elapsed, more than four concurrent requests
@@ -30,6 +36,7 @@
 //! Everything is reachable from Rust through [`GraphEmulator`] and over HTTP
 //! under `/_emulator/` (see [`server`] for the admin routes).
 
+mod assertion;
 mod odata;
 pub mod server;
 mod store;
@@ -86,6 +93,10 @@ pub struct GraphEmulatorConfig {
     pub client_id: String,
     /// The app registration's secret.
     pub client_secret: String,
+    /// Certificates uploaded to the app registration (PEM): a client
+    /// assertion signed with one's private key and naming it by thumbprint
+    /// is accepted instead of the secret. Default: [`crate::TEST_CERT_PEM`].
+    pub client_certificates: Vec<String>,
     /// Lifetime of issued tokens (Microsoft: 60–90 minutes). Short in tests of refresh.
     pub token_lifetime: Duration,
     /// Mailboxes that exist.
@@ -123,6 +134,7 @@ impl Default for GraphEmulatorConfig {
             tenant_id: "contoso.onmicrosoft.com".into(),
             client_id: "00000000-0000-0000-0000-000000000000".into(),
             client_secret: "emulator-secret".into(),
+            client_certificates: vec![crate::TEST_CERT_PEM.to_string()],
             token_lifetime: Duration::from_secs(3599),
             users: Vec::new(),
             auto_users: false,

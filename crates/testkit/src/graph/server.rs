@@ -3,7 +3,8 @@
 //! Service routes, as on Microsoft's service:
 //!
 //! * `POST /{tenant}/oauth2/v2.0/token` — client credentials (secret, or a
-//!   JWT client assertion, which is not verified)
+//!   JWT client assertion signed with a registered certificate's key,
+//!   verified as in `assertion.rs`)
 //! * `/v1.0/users/{id|upn}` … `calendars`, `calendars/{id}`,
 //!   `calendars/{id}/events`, `calendars/{id}/calendarView`,
 //!   `calendars/{id}/events/{id}`, `events`, `events/{id}`, `calendar/…`
@@ -40,8 +41,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::odata;
 use super::store::{new_guid, Reply, ResourceRequest, Shared, ViolationKind};
+use super::{assertion, odata};
 use super::{Faults, MailboxState, OutageMode};
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -307,7 +308,7 @@ async fn handle(
             rel,
             &query,
             header(&parts.headers, "if-match"),
-            body_json,
+            body_json.as_ref(),
             received,
         )
         .await
@@ -325,7 +326,7 @@ async fn serve_one(
     rel_path: &str,
     raw_query: &str,
     if_match: Option<&str>,
-    body: Option<Value>,
+    body: Option<&Value>,
     received: Instant,
 ) -> Reply {
     let segs: Vec<String> = rel_path
@@ -383,12 +384,12 @@ struct Inner {
     bad: Option<Reply>,
 }
 
-async fn batch(sh: &Arc<Shared>, body: Option<Value>, received: Instant) -> Reply {
+async fn batch(sh: &Arc<Shared>, mut body: Option<Value>, received: Instant) -> Reply {
     sh.world().counters.batches += 1;
     let Some(reqs) = body
-        .as_ref()
-        .and_then(|b| b.get("requests"))
-        .and_then(Value::as_array)
+        .as_mut()
+        .and_then(|b| b.get_mut("requests"))
+        .and_then(Value::as_array_mut)
     else {
         let mut w = sh.world();
         return w.error(
@@ -422,7 +423,7 @@ async fn batch(sh: &Arc<Shared>, body: Option<Value>, received: Instant) -> Repl
             .get("method")
             .and_then(Value::as_str)
             .map(str::to_ascii_uppercase);
-        let url = r.get("url").and_then(Value::as_str);
+        let url = r.get("url").and_then(Value::as_str).map(str::to_owned);
         let (Some(id), Some(method), Some(url)) = (id, method, url) else {
             let mut w = sh.world();
             return w.error(
@@ -450,7 +451,7 @@ async fn batch(sh: &Arc<Shared>, body: Option<Value>, received: Instant) -> Repl
                     .collect()
             })
             .unwrap_or_default();
-        let body = r.get("body").cloned().filter(|b| !b.is_null());
+        let body = r.get_mut("body").map(Value::take).filter(|b| !b.is_null());
         let bad = if body.is_some() && !headers.contains_key("content-type") {
             let mut w = sh.world();
             Some(w.error(
@@ -505,7 +506,7 @@ async fn batch(sh: &Arc<Shared>, body: Option<Value>, received: Instant) -> Repl
                     "A request this one depends on did not succeed.",
                 )
             } else {
-                run_inner(sh, &inner_clone(&inners[i]), received).await
+                run_inner(sh, &inners[i], received).await
             };
             status_by_id.insert(inner.id.clone(), r.status);
             results[i] = Some(r);
@@ -530,7 +531,7 @@ async fn batch(sh: &Arc<Shared>, body: Option<Value>, received: Instant) -> Repl
                     loop {
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                         let Some(i) = next else { break };
-                        let r = run_inner(&sh, &inner_clone(&inners[i]), received).await;
+                        let r = run_inner(&sh, &inners[i], received).await;
                         out.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
                     }
                 });
@@ -568,20 +569,6 @@ async fn batch(sh: &Arc<Shared>, body: Option<Value>, received: Instant) -> Repl
     reply
 }
 
-fn inner_clone(i: &Inner) -> Inner {
-    Inner {
-        id: i.id.clone(),
-        method: i.method.clone(),
-        path: i.path.clone(),
-        query: i.query.clone(),
-        if_match: i.if_match.clone(),
-        body: i.body.clone(),
-        depends_on: i.depends_on.clone(),
-        mailbox: i.mailbox.clone(),
-        bad: i.bad.clone(),
-    }
-}
-
 async fn run_inner(sh: &Arc<Shared>, i: &Inner, received: Instant) -> Reply {
     if let Some(bad) = &i.bad {
         return bad.clone();
@@ -592,7 +579,7 @@ async fn run_inner(sh: &Arc<Shared>, i: &Inner, received: Instant) -> Reply {
         &i.path,
         &i.query,
         i.if_match.as_deref(),
-        i.body.clone(),
+        i.body.as_ref(),
         received,
     )
     .await
@@ -626,6 +613,7 @@ fn token(sh: &Shared, tenant: &str, body: &[u8]) -> Reply {
         .into_iter()
         .collect();
     let cfg = &sh.config;
+    let tenant_segment = tenant;
     let tenant = odata::percent_decode(tenant, false);
     if !tenant.eq_ignore_ascii_case(&cfg.tenant_id) {
         return token_error(
@@ -667,15 +655,40 @@ fn token(sh: &Shared, tenant: &str, body: &[u8]) -> Reply {
             &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
         );
     }
+    if let Some(kind) = form.get("client_assertion_type") {
+        if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+            return token_error(
+                sh,
+                400,
+                "invalid_request",
+                50027,
+                &format!("Invalid client_assertion_type '{kind}'; use 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'."),
+            );
+        }
+        let certs: Vec<assertion::RegisteredCert> = cfg
+            .client_certificates
+            .iter()
+            .filter_map(|pem| assertion::RegisteredCert::from_pem(pem).ok())
+            .collect();
+        let token_url = format!("{}/{}/oauth2/v2.0/token", sh.base_url, tenant_segment);
+        let now = jiff::Timestamp::now().as_second();
+        let jwt = form
+            .get("client_assertion")
+            .map(String::as_str)
+            .unwrap_or("");
+        if let Err(r) = assertion::verify(jwt, &certs, client_id, &token_url, now) {
+            return token_error(sh, r.status, r.error, r.code, &r.description);
+        }
+        let (tok, expires) = sh.world().issue_token();
+        return Reply::json(
+            200,
+            json!({ "token_type": "Bearer", "expires_in": expires, "ext_expires_in": expires, "access_token": tok }),
+        );
+    }
     let secret_ok = form
         .get("client_secret")
         .is_some_and(|s| *s == cfg.client_secret);
-    let assertion_ok = form.get("client_assertion_type").map(String::as_str)
-        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-        && form
-            .get("client_assertion")
-            .is_some_and(|a| a.split('.').count() == 3);
-    if !(secret_ok || assertion_ok) {
+    if !secret_ok {
         return token_error(
             sh,
             401,

@@ -622,7 +622,7 @@ impl World {
     fn admit(&mut self, user: usize, received: Instant, request: &str) -> Result<(), Reply> {
         let now = Instant::now();
         let grace = self.cfg.violation_grace;
-        let upn = self.users[user].upn.to_lowercase();
+        let upn = |w: &Self| w.users[user].upn.to_lowercase();
         // 1. Still under a Retry-After?
         let l = &self.users[user].limits;
         if let Some(until) = l.throttled_until.filter(|u| now < *u) {
@@ -630,7 +630,7 @@ impl World {
             if received > issued + grace {
                 self.violation(
                     ViolationKind::IgnoredRetryAfter,
-                    Some(upn.clone()),
+                    Some(upn(self)),
                     request,
                     format!(
                         "sent {} ms before Retry-After elapsed",
@@ -656,7 +656,7 @@ impl World {
             let n = l.in_flight + 1;
             self.violation(
                 ViolationKind::TooManyConcurrent,
-                Some(upn),
+                Some(upn(self)),
                 request,
                 format!("{n} concurrent requests (limit {limit})"),
             );
@@ -936,7 +936,7 @@ impl World {
             "start": odata::date_time_tz(start),
             "end": odata::date_time_tz(end),
         });
-        let r = self.create_event(u, &cal, body);
+        let r = self.create_event(u, &cal, &body);
         match r
             .body
             .as_ref()
@@ -950,7 +950,7 @@ impl World {
 
     pub fn user_edit_event(&mut self, upn: &str, id: &str, patch: Value) -> Result<(), String> {
         let u = self.user_by_upn(upn)?;
-        let r = self.patch_event(u, None, id, None, patch);
+        let r = self.patch_event(u, None, id, None, &patch);
         if r.status == 200 {
             Ok(())
         } else {
@@ -994,7 +994,7 @@ impl World {
                 )
             }
             ("GET", ["calendars"]) => self.list_calendars(user, req),
-            ("POST", ["calendars"]) => self.create_calendar(user, req.body.clone()),
+            ("POST", ["calendars"]) => self.create_calendar(user, req.body),
             ("GET", ["calendars", c]) => self.get_calendar(user, c),
             ("GET", ["calendar"]) => self.get_calendar(user, default),
             ("DELETE", ["calendars", c]) => {
@@ -1015,11 +1015,9 @@ impl World {
             ("GET", ["calendar", "calendarView"]) | ("GET", ["calendarView"]) => {
                 self.list_events(user, Some(default), true, req)
             }
-            ("POST", ["calendars", c, "events"]) => {
-                self.create_event_checked(user, c, req.body.clone())
-            }
+            ("POST", ["calendars", c, "events"]) => self.create_event_checked(user, c, req.body),
             ("POST", ["calendar", "events"]) | ("POST", ["events"]) => {
-                self.create_event_checked(user, default, req.body.clone())
+                self.create_event_checked(user, default, req.body)
             }
             ("GET", ["calendars", c, "events", e]) => self.get_event(user, Some(c), e, req),
             ("GET", ["events", e]) | ("GET", ["calendar", "events", e]) => {
@@ -1030,14 +1028,14 @@ impl World {
                 Some(c),
                 e,
                 req.if_match,
-                req.body.clone().unwrap_or(Value::Null),
+                req.body.unwrap_or(&Value::Null),
             ),
             ("PATCH", ["events", e]) | ("PATCH", ["calendar", "events", e]) => self.patch_event(
                 user,
                 None,
                 e,
                 req.if_match,
-                req.body.clone().unwrap_or(Value::Null),
+                req.body.unwrap_or(&Value::Null),
             ),
             ("DELETE", ["calendars", c, "events", e]) => {
                 self.delete_event(user, Some(c), e, req.if_match)
@@ -1146,9 +1144,8 @@ impl World {
         self.page(items, req, "users('x')/calendars")
     }
 
-    fn create_calendar(&mut self, user: usize, body: Option<Value>) -> Reply {
+    fn create_calendar(&mut self, user: usize, body: Option<&Value>) -> Reply {
         let Some(name) = body
-            .as_ref()
             .and_then(|b| b.get("name"))
             .and_then(Value::as_str)
             .map(str::trim)
@@ -1409,15 +1406,15 @@ impl World {
         Ok((fields, ext))
     }
 
-    fn create_event_checked(&mut self, user: usize, cal: &str, body: Option<Value>) -> Reply {
+    fn create_event_checked(&mut self, user: usize, cal: &str, body: Option<&Value>) -> Reply {
         let Some(cal_id) = self.find_calendar(user, cal) else {
             return self.not_found();
         };
-        self.create_event(user, &cal_id, body.unwrap_or(Value::Null))
+        self.create_event(user, &cal_id, body.unwrap_or(&Value::Null))
     }
 
-    fn create_event(&mut self, user: usize, cal_id: &str, body: Value) -> Reply {
-        let (mut fields, ext) = match self.validate_event_body(&body) {
+    fn create_event(&mut self, user: usize, cal_id: &str, body: &Value) -> Reply {
+        let (mut fields, ext) = match self.validate_event_body(body) {
             Ok(x) => x,
             Err(r) => return r,
         };
@@ -1486,12 +1483,12 @@ impl World {
         cal: Option<&str>,
         id: &str,
         if_match: Option<&str>,
-        body: Value,
+        body: &Value,
     ) -> Reply {
         let Some(id) = self.locate_event(user, cal, id) else {
             return self.not_found();
         };
-        let (mut fields, ext) = match self.validate_event_body(&body) {
+        let (mut fields, ext) = match self.validate_event_body(body) {
             Ok(x) => x,
             Err(r) => return r,
         };
@@ -1587,7 +1584,7 @@ pub(crate) struct ResourceRequest<'a> {
     pub raw_query: &'a str,
     pub query: Vec<(String, String)>,
     pub if_match: Option<&'a str>,
-    pub body: Option<Value>,
+    pub body: Option<&'a Value>,
 }
 
 impl ResourceRequest<'_> {
