@@ -253,6 +253,21 @@ pub trait Store: Send + Sync {
         changes: &[(String, String, Option<LedgerEntry>)],
     ) -> Result<()>;
 
+    /// Each calendar's change marker of a target as recorded after its last
+    /// successful check against the ledger (`calendar → marker`; CalDAV: the
+    /// collection's ctag and sync-token). A target compares it with the
+    /// calendar's current one to know whether anything changed since.
+    fn calendar_markers(&self, profile: &str, target: &str) -> Result<Vec<(String, String)>>;
+
+    /// Records (`Some`) or forgets (`None`) calendars' change markers. Called
+    /// only after the ledger agrees with what the marker describes.
+    fn set_calendar_markers(
+        &self,
+        profile: &str,
+        target: &str,
+        markers: &[(String, Option<String>)],
+    ) -> Result<()>;
+
     fn finish_run(&self, run: RunId, status: RunStatus, outcome: &RunOutcome) -> Result<()>;
     fn set_run_status(&self, run: RunId, status: RunStatus) -> Result<()>;
     fn run(&self, run: RunId) -> Result<Run>;

@@ -144,6 +144,17 @@ pub const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL
     );
     "#,
+    // 4: each calendar's change marker (ctag / sync-token) after its last check
+    r#"
+    CREATE TABLE calendar_markers (
+        profile    TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        calendar   TEXT NOT NULL,
+        marker     TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (profile, target, calendar)
+    );
+    "#,
 ];
 
 /// Advisory lock keys: (hashtext(profile), CYCLE | PLAN).
@@ -697,6 +708,44 @@ impl Store for PgStore {
         let r: PgResult<()> = block_on(async {
             let tx = c.transaction().await?;
             write_acks(&tx, profile, target, &acks, false).await?;
+            tx.commit().await
+        });
+        self.at(r)
+    }
+
+    fn calendar_markers(&self, profile: &str, target: &str) -> Result<Vec<(String, String)>> {
+        let rows = self.rows(
+            "SELECT calendar, marker FROM calendar_markers WHERE profile = $1 AND target = $2",
+            &[&profile, &target],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn set_calendar_markers(
+        &self,
+        profile: &str,
+        target: &str,
+        markers: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let (put, gone): (Vec<_>, Vec<_>) = markers.iter().partition(|(_, m)| m.is_some());
+        let put_cal: Vec<&str> = put.iter().map(|(c, _)| c.as_str()).collect();
+        let put_marker: Vec<&str> = put.iter().filter_map(|(_, m)| m.as_deref()).collect();
+        let gone: Vec<&str> = gone.iter().map(|(c, _)| c.as_str()).collect();
+        let mut c = self.lock();
+        let r: PgResult<()> = block_on(async {
+            let tx = c.transaction().await?;
+            tx.execute(
+                "DELETE FROM calendar_markers WHERE profile = $1 AND target = $2 AND calendar = ANY($3)",
+                &[&profile, &target, &gone],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO calendar_markers (profile, target, calendar, marker, updated_at) \
+                 SELECT $1, $2, c, m, $5 FROM unnest($3::text[], $4::text[]) AS t(c, m) \
+                 ON CONFLICT (profile, target, calendar) DO UPDATE SET marker = excluded.marker, updated_at = excluded.updated_at",
+                &[&profile, &target, &put_cal, &put_marker, &now()],
+            )
+            .await?;
             tx.commit().await
         });
         self.at(r)

@@ -127,6 +127,17 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX ledger_person ON ledger (profile, person_id);
     "#,
+    // 4: each calendar's change marker (ctag / sync-token) after its last check
+    r#"
+    CREATE TABLE calendar_markers (
+        profile    TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        calendar   TEXT NOT NULL,
+        marker     TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (profile, target, calendar)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 pub struct SqliteStore {
@@ -579,6 +590,45 @@ impl Store for SqliteStore {
         self.with(|c| {
             let tx = c.transaction()?;
             write_ledger(&tx, profile, target, &acks, false)?;
+            tx.commit()
+        })
+    }
+
+    fn calendar_markers(&self, profile: &str, target: &str) -> Result<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT calendar, marker FROM calendar_markers WHERE profile = ?1 AND target = ?2",
+            )?;
+            let rows = st.query_map(params![profile, target], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn set_calendar_markers(
+        &self,
+        profile: &str,
+        target: &str,
+        markers: &[(String, Option<String>)],
+    ) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO calendar_markers (profile, target, calendar, marker, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (profile, target, calendar) DO UPDATE SET marker = excluded.marker, updated_at = excluded.updated_at",
+                )?;
+                let mut del = tx.prepare_cached(
+                    "DELETE FROM calendar_markers WHERE profile = ?1 AND target = ?2 AND calendar = ?3",
+                )?;
+                let at = now();
+                for (calendar, marker) in markers {
+                    match marker {
+                        Some(m) => put.execute(params![profile, target, calendar, m, at])?,
+                        None => del.execute(params![profile, target, calendar])?,
+                    };
+                }
+            }
             tx.commit()
         })
     }

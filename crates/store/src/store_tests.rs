@@ -301,6 +301,60 @@ fn console_contracts(s: &dyn Store, backend: &str) {
 }
 
 #[test]
+fn calendar_markers_are_kept_per_profile_and_target_and_survive_reopen() {
+    for b in Backend::all() {
+        let s = b.open();
+        assert!(s.calendar_markers("t", "dav").unwrap().is_empty());
+        s.set_calendar_markers(
+            "t",
+            "dav",
+            &[
+                ("a@x".into(), Some("ctag-1\ntok-1".into())),
+                ("b@x".into(), Some("ctag-2".into())),
+            ],
+        )
+        .unwrap();
+        s.set_calendar_markers("t", "other", &[("a@x".into(), Some("o".into()))])
+            .unwrap();
+        s.set_calendar_markers("u", "dav", &[("a@x".into(), Some("u".into()))])
+            .unwrap();
+        // Replaced, removed, and removing a missing one is no error.
+        s.set_calendar_markers(
+            "t",
+            "dav",
+            &[
+                ("a@x".into(), Some("ctag-3\ntok-3".into())),
+                ("b@x".into(), None),
+                ("c@x".into(), None),
+            ],
+        )
+        .unwrap();
+        drop(s);
+        let s = b.open();
+        let mut got = s.calendar_markers("t", "dav").unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("a@x".to_string(), "ctag-3\ntok-3".to_string())],
+            "{}",
+            b.name()
+        );
+        assert_eq!(
+            s.calendar_markers("t", "other").unwrap(),
+            vec![("a@x".to_string(), "o".to_string())],
+            "{}",
+            b.name()
+        );
+        assert_eq!(
+            s.calendar_markers("u", "dav").unwrap(),
+            vec![("a@x".to_string(), "u".to_string())],
+            "{}",
+            b.name()
+        );
+    }
+}
+
+#[test]
 fn a_newer_schema_is_refused() {
     let b = Backend::Pg(PgTestDb::create());
     drop(b.open());
