@@ -312,7 +312,9 @@ pub trait Store: Send + Sync {
         Ok(())
     }
     /// Leases up to `limit` pending ops of a target that no live worker has
-    /// claimed, in (person, event) order, for `lease`. Empty while another
+    /// claimed, in (person, event) order, for `lease`, rounded up to whole
+    /// people: a person some other live worker holds ops of is skipped, and
+    /// the last person's remaining ops are included. Empty while another
     /// worker is planning the profile.
     fn claim(
         &self,

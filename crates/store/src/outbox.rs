@@ -40,7 +40,12 @@
 //! 9. **Delivered only when claimed.** Pending rows are leased in (person,
 //!    event) order with `FOR UPDATE SKIP LOCKED`; the lease names the
 //!    claiming connection's backend pid. Two live workers never hold the
-//!    same row, so neither sends what the other is sending.
+//!    same row, so neither sends what the other is sending. Claims take
+//!    whole people (one claim at a time per target; a person another live
+//!    worker holds ops of is skipped, the batch's last person is taken
+//!    whole), so each calendar is written by one worker at a time and a
+//!    target's per-calendar limits (Graph: 4 requests in flight per mailbox,
+//!    `Retry-After`) hold across workers.
 //! 10. **A dead worker's claims come back.** A lease is void as soon as its
 //!     pid is gone from `pg_stat_activity` (PostgreSQL notices a killed
 //!     client's closed socket), and in any case when it expires. Whatever

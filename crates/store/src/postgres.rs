@@ -160,6 +160,25 @@ pub const MIGRATIONS: &[&str] = &[
 /// Advisory lock keys: (hashtext(profile), CYCLE | PLAN).
 const CYCLE: i32 = 1;
 const PLAN: i32 = 2;
+/// Advisory lock key (hashtext(profile/target), CLAIM): one claim at a time per target.
+const CLAIM: i32 = 3;
+
+/// SQL: outbox row `o` may be claimed at time `$3` (its lease ran out, or its
+/// owner is another worker whose connection is gone).
+fn claimable(o: &str) -> String {
+    format!(
+        "{o}.lease_until <= $3 OR ({o}.lease_owner IS NOT NULL AND {o}.lease_owner <> pg_backend_pid() \
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = {o}.lease_owner))"
+    )
+}
+
+/// SQL: outbox row `b` is leased, at time `$3`, by another worker that is alive.
+fn held_by_other(b: &str) -> String {
+    format!(
+        "{b}.lease_owner IS NOT NULL AND {b}.lease_owner <> pg_backend_pid() AND {b}.lease_until > $3 \
+         AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = {b}.lease_owner)"
+    )
+}
 /// Serialises migrations across processes.
 const MIGRATION_LOCK: i64 = 0x0065_6475_7379_6e63;
 
@@ -913,19 +932,46 @@ impl Store for PgStore {
                 // Someone is planning this profile: its new outbox is not written yet.
                 return Ok(Vec::new());
             }
-            let rows = tx
+            // Claims of one target are taken one at a time, so two workers
+            // never split a person between them (see below).
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2), $3)",
+                &[&profile, &target, &CLAIM],
+            )
+            .await?;
+            // Whole people only: none whose ops another live worker holds,
+            // and the last person's remaining ops join the batch. A calendar
+            // (mailbox) is then written by one worker at a time, so a
+            // target's per-calendar limits (concurrency, Retry-After) hold
+            // across workers, not only within one process.
+            let mut rows = tx
                 .query(
-                    "WITH c AS (SELECT person_id, event_id FROM outbox o \
-                       WHERE o.profile = $1 AND o.target = $2 AND o.state = 'pending' \
-                       AND (o.lease_until <= $3 OR (o.lease_owner IS NOT NULL AND o.lease_owner <> pg_backend_pid() \
-                            AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = o.lease_owner))) \
+                    &"WITH c AS (SELECT person_id, event_id FROM outbox o \
+                       WHERE o.profile = $1 AND o.target = $2 AND o.state = 'pending' AND (CLAIMABLE) \
+                       AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.profile = o.profile AND b.target = o.target \
+                            AND b.person_id = o.person_id AND b.state = 'pending' AND (HELD_BY_OTHER)) \
                        ORDER BY o.person_id, o.event_id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                      UPDATE outbox o SET lease_owner = pg_backend_pid(), lease_until = $5 FROM c \
                      WHERE o.profile = $1 AND o.target = $2 AND o.person_id = c.person_id AND o.event_id = c.event_id \
-                     RETURNING o.run_id, o.person_id, o.event_id, o.kind, o.fingerprint, o.attempts, o.last_error",
+                     RETURNING o.run_id, o.person_id, o.event_id, o.kind, o.fingerprint, o.attempts, o.last_error"
+                        .replace("CLAIMABLE", &claimable("o"))
+                        .replace("HELD_BY_OTHER", &held_by_other("b")),
                     &[&profile, &target, &t, &(limit as i64), &until],
                 )
                 .await?;
+            let last = rows.iter().map(|r| r.get::<_, String>(1)).max();
+            if let (Some(last), true) = (last, rows.len() as u32 >= limit) {
+                let rest = tx
+                    .query(
+                        &"UPDATE outbox o SET lease_owner = pg_backend_pid(), lease_until = $5 \
+                         WHERE o.profile = $1 AND o.target = $2 AND o.person_id = $4 AND o.state = 'pending' AND (CLAIMABLE) \
+                         RETURNING o.run_id, o.person_id, o.event_id, o.kind, o.fingerprint, o.attempts, o.last_error"
+                            .replace("CLAIMABLE", &claimable("o")),
+                        &[&profile, &target, &t, &last, &until],
+                    )
+                    .await?;
+                rows.extend(rest);
+            }
             tx.commit().await?;
             Ok(rows)
         });

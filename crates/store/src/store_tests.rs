@@ -444,6 +444,60 @@ fn two_workers_split_claims_and_a_dead_workers_claims_return_at_once() {
     assert!(c.try_lock_profile("t").unwrap());
 }
 
+#[test]
+fn claims_take_whole_people_so_a_calendar_has_one_worker_at_a_time() {
+    let db = PgTestDb::create();
+    let a = PgStore::open(&db.url).unwrap();
+    let b = PgStore::open(&db.url).unwrap();
+    let run = a.start_run("t", RunKind::Sync).unwrap();
+    let mut ops = Vec::new();
+    for (p, n) in [("p1", 3), ("p2", 5), ("p3", 2)] {
+        for e in 0..n {
+            ops.push(OutboxOp {
+                person_id: p.into(),
+                event_id: format!("E{e}"),
+                kind: OpKind::Create,
+                state: OpState::Pending,
+                fingerprint: 1,
+            });
+        }
+    }
+    a.replace_outbox(run, "t", "vdir", &mut ops.into_iter())
+        .unwrap();
+    let lease = Duration::from_secs(300);
+    let people = |rows: &[OutboxRow]| {
+        let mut p: Vec<String> = rows.iter().map(|r| r.person_id.clone()).collect();
+        p.dedup();
+        p
+    };
+    // A limit of 4 ends inside p2: the rest of p2 comes too (8 ops, not 4).
+    let ca = a.claim("t", "vdir", 4, lease).unwrap();
+    assert_eq!((ca.len(), people(&ca)), (8, vec!["p1".into(), "p2".into()]));
+    let cb = b.claim("t", "vdir", 100, lease).unwrap();
+    assert_eq!((cb.len(), people(&cb)), (2, vec!["p3".to_string()]));
+    // `a` acknowledges part of p2 and lets the rest go (failed): while it is
+    // released, `b` may take p2; while `a` still held some of p2, it may not.
+    a.ack(
+        "t",
+        "vdir",
+        &[
+            Ack::Written(entry("p2", "E0", 1)),
+            Ack::Written(entry("p1", "E0", 1)),
+        ],
+    )
+    .unwrap();
+    assert!(
+        b.claim("t", "vdir", 100, lease).unwrap().is_empty(),
+        "p1, p2 are a's"
+    );
+    a.release_claims("t", "vdir", Duration::ZERO).unwrap();
+    let again = b.claim("t", "vdir", 100, lease).unwrap();
+    assert_eq!(
+        (again.len(), people(&again)),
+        (6, vec!["p1".into(), "p2".into()])
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     /// Plan: replace the outbox with ops over these (person, fingerprint) keys; fp 0 = delete.
