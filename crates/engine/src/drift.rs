@@ -17,6 +17,14 @@
 //! so memory does not grow with the ledger. Calendars are listed a few at a time; a calendar that cannot be listed
 //! (a mailbox gone, a timeout) is skipped with a warning, and checked again
 //! next cycle: drift repair never stops a cycle.
+//!
+//! Targets with change markers (CalDAV: ctag and sync-token) hand one back
+//! with each listing; it is stored (`Store::set_calendar_markers`) only
+//! after the ledger changes of this check up to that calendar are
+//! committed, and passed back next time, so an unchanged calendar costs
+//! one small request and a changed one is listed and compared. The engine
+//! runs the check again after applying, for the people it wrote to, so
+//! their markers describe the calendars with edusync's own writes in them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,30 +68,52 @@ pub async fn reconcile(
         }
         by_calendar.into_iter().map(Ok).collect()
     });
+    let markers: HashMap<String, String> = store
+        .calendar_markers(&profile.name, target_name)?
+        .into_iter()
+        .collect();
+    let markers = &markers;
+    let mut new_markers: Vec<(String, Option<String>)> = Vec::new();
     let mut changes = Vec::new();
     let (mut edited, mut deleted) = (0u64, 0u64);
     let concurrency = target.calendar_concurrency().clamp(1, 32);
     let mut listed = stream::iter(calendars)
         .map(|calendar| async move {
             let (calendar, rows) = calendar?;
-            // What the ledger knows lets CalDAV answer from ETags alone.
+            // What the ledger knows lets CalDAV answer from ETags alone, or
+            // from the ledger when the calendar's marker is unchanged.
+            let marker = markers.get(&calendar).cloned();
             let hint = edusync_targets::CalendarHint {
                 person_id: rows.first().map(|l| l.person_id.clone()),
                 items: rows
                     .iter()
                     .filter_map(|l| l.remote_id.clone().map(|r| (r, l.event_id.clone())))
                     .collect(),
+                etags: rows
+                    .iter()
+                    .filter_map(|l| Some((l.remote_id.clone()?, l.etag.clone()?)))
+                    .collect(),
+                marker: marker.clone(),
             };
             let r = target
                 .list_known(&calendar, &profile.name, window, &hint)
                 .await;
-            Ok::<_, edusync_store::StoreError>((calendar, rows, r))
+            Ok::<_, edusync_store::StoreError>((calendar, rows, marker, r))
         })
         .buffer_unordered(concurrency);
     while let Some(item) = listed.next().await {
-        let (calendar, rows, listing) = item?;
+        let (calendar, rows, marker, listing) = item?;
         let remote: HashMap<String, edusync_targets::RemoteItem> = match listing {
-            Ok(items) => items.into_iter().map(|r| (r.event_id.clone(), r)).collect(),
+            Ok(listing) => {
+                if listing.marker != marker {
+                    new_markers.push((calendar.clone(), listing.marker));
+                }
+                listing
+                    .items
+                    .into_iter()
+                    .map(|r| (r.event_id.clone(), r))
+                    .collect()
+            }
             Err(e) => {
                 warn!(profile = %profile.name, target = target_name, calendar = %calendar, error = %e, "drift check skipped for this calendar");
                 continue;
@@ -135,12 +165,21 @@ pub async fn reconcile(
                 Some(_) => {}
             }
         }
-        if changes.len() >= FLUSH_EVERY {
+        if changes.len() >= FLUSH_EVERY || new_markers.len() >= FLUSH_EVERY {
             store.reconcile_ledger(&profile.name, target_name, &std::mem::take(&mut changes))?;
+            // Only now do these markers describe calendars the ledger agrees with.
+            store.set_calendar_markers(
+                &profile.name,
+                target_name,
+                &std::mem::take(&mut new_markers),
+            )?;
         }
     }
     if !changes.is_empty() {
         store.reconcile_ledger(&profile.name, target_name, &changes)?;
+    }
+    if !new_markers.is_empty() {
+        store.set_calendar_markers(&profile.name, target_name, &new_markers)?;
     }
     if edited + deleted > 0 {
         info!(profile = %profile.name, target = target_name, edited, deleted, "events changed by hand found");

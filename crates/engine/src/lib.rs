@@ -157,6 +157,36 @@ fn caldav_target(
     .map_err(|e| EngineError::Usage(format!("profile {:?}: {e}", profile.name)))
 }
 
+/// The email and id of the person whose calendar `check` probes: the one
+/// with the first email in the source (or, when nobody has one, the first
+/// id, for CalDAV `{person_id}` templates).
+pub fn probe_person(profile: &Profile) -> (Option<String>, Option<String>) {
+    let Ok(raw) = edusync_sources::read_source(&profile.source) else {
+        return (None, None);
+    };
+    let with_email = raw
+        .people
+        .iter()
+        .filter_map(|p| {
+            let email = p.email.as_deref()?.trim().to_lowercase();
+            let id = p.person_id.as_deref()?.trim();
+            (email.contains('@') && !id.is_empty()).then(|| (email, id.to_string()))
+        })
+        .min();
+    match with_email {
+        Some((email, id)) => (Some(email), Some(id)),
+        None => (
+            None,
+            raw.people
+                .iter()
+                .filter_map(|p| p.person_id.as_deref().map(str::trim))
+                .filter(|id| !id.is_empty())
+                .min()
+                .map(str::to_string),
+        ),
+    }
+}
+
 /// One person's calendar of `profile` to probe in `check` (targets like
 /// Graph prove access per mailbox): the first person with an email in the source.
 pub fn probe_calendar(profile: &Profile) -> Option<String> {
@@ -511,6 +541,40 @@ async fn sync_run(
         failed_ops += r.failed;
         retryable_left += r.retryable;
         errors.extend(r.samples);
+    }
+    if profile.drift != DriftMode::Off {
+        // Check again the calendars just written to, so their stored change
+        // markers include edusync's own writes and the next cycle can skip
+        // them (see drift.rs). A failure here only costs that skip.
+        for (name, target) in targets.iter().filter(|(_, t)| t.keeps_change_markers()) {
+            let Some((_, p)) = plan.targets.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let tt = &plan.desire.tt;
+            let mut touched: std::collections::HashSet<&str> = p
+                .creates
+                .iter()
+                .chain(p.updates.iter())
+                .map(|e| tt.people[e.person as usize].id.as_str())
+                .collect();
+            if hold.is_none() {
+                touched.extend(p.deletes.iter().map(|d| d.person_id.as_str()));
+            }
+            if touched.is_empty() {
+                continue;
+            }
+            let people: Vec<edusync_core::timetable::Person> = tt
+                .people
+                .iter()
+                .filter(|x| touched.contains(x.id.as_str()))
+                .cloned()
+                .collect();
+            if let Err(e) =
+                drift::reconcile(profile, name, target, store, &plan.desire.window, &people).await
+            {
+                warn!(profile = %profile.name, target = %name, error = %e, "calendars written to could not be checked again; the next cycle lists them");
+            }
+        }
     }
     let held_deletes = if hold.is_some() {
         plan.counts.delete

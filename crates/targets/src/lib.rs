@@ -91,6 +91,21 @@ pub struct CalendarHint {
     pub person_id: Option<String>,
     /// `remote_id → event_id` of the items the ledger records there.
     pub items: std::collections::HashMap<String, String>,
+    /// `remote_id → etag` the ledger records (what a calendar unchanged
+    /// since `marker` holds).
+    pub etags: std::collections::HashMap<String, String>,
+    /// The calendar's change marker stored after its last check
+    /// (`Store::calendar_markers`).
+    pub marker: Option<String>,
+}
+
+/// A calendar's edusync events and, for targets that have one, its change
+/// marker as read before the listing: stored once the ledger agrees with
+/// the listing, it lets the next cycle skip a calendar nobody changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub items: Vec<RemoteItem>,
+    pub marker: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,17 +161,21 @@ impl Target {
 
     /// [`Target::list`], given what the ledger knows of the calendar, so
     /// targets that need it (CalDAV) answer from ETags without downloading
-    /// events. Drift repair calls this.
+    /// events, or from the ledger alone when the calendar's change marker
+    /// equals `hint.marker`. Drift repair calls this.
     pub async fn list_known(
         &self,
         calendar: &str,
         profile: &str,
         window: &Window,
         hint: &CalendarHint,
-    ) -> Result<Vec<RemoteItem>, TargetError> {
+    ) -> Result<Listing, TargetError> {
         match self {
-            Target::Caldav(t) => t.list(calendar, profile, hint).await,
-            _ => self.list(calendar, profile, window).await,
+            Target::Caldav(t) => t.list_checked(calendar, profile, hint).await,
+            _ => Ok(Listing {
+                items: self.list(calendar, profile, window).await?,
+                marker: None,
+            }),
         }
     }
 
@@ -184,9 +203,29 @@ impl Target {
         match self {
             Target::Vdir(t) => t.check(),
             Target::Graph(t) => t.check(probe).await,
-            Target::Caldav(t) => t.check(probe).await,
+            Target::Caldav(t) => t.check(probe, None).await,
             Target::Google(t) => t.check(probe).await,
         }
+    }
+
+    /// [`Target::check_calendar`] with the sample person's id as well, for
+    /// targets whose calendar address may be built from it (CalDAV
+    /// `{person_id}` templates).
+    pub async fn check_person(
+        &self,
+        email: Option<&str>,
+        person_id: Option<&str>,
+    ) -> Result<String, TargetError> {
+        match self {
+            Target::Caldav(t) => t.check(email, person_id).await,
+            _ => self.check_calendar(email).await,
+        }
+    }
+
+    /// Whether [`Target::list_known`] hands back change markers (CalDAV), so
+    /// checking calendars again after writing to them pays off next cycle.
+    pub fn keeps_change_markers(&self) -> bool {
+        matches!(self, Target::Caldav(_))
     }
 
     /// How many calendars the delivery loop works on at once for this target.

@@ -58,10 +58,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 for (name, t) in targets {
                     // Graph, CalDAV and Google prove access per calendar: probe one person's.
                     let probe = match t.kind() {
-                        "graph" | "caldav" | "google" => edusync_engine::probe_calendar(p),
-                        _ => None,
+                        "graph" | "caldav" | "google" => edusync_engine::probe_person(p),
+                        _ => (None, None),
                     };
-                    match rt.block_on(t.check_calendar(probe.as_deref())) {
+                    match rt.block_on(t.check_person(probe.0.as_deref(), probe.1.as_deref())) {
                         Ok(msg) => println!("✓ profile {}: {msg}", p.name),
                         Err(e) => {
                             problems += 1;

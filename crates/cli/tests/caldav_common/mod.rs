@@ -28,7 +28,11 @@ pub fn email(p: usize) -> String {
 impl Env {
     /// A server, and a timetable where each of `people` attends `events` events.
     pub fn new(kind: DavKind, people: usize, events: usize) -> Env {
-        let server = DavServer::start(kind);
+        Env::with_server(DavServer::start(kind), people, events)
+    }
+
+    /// [`Env::new`] with a server started by the caller (e.g. other rights).
+    pub fn with_server(server: DavServer, people: usize, events: usize) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "state = \"sqlite://./state.db\"\n\
@@ -44,6 +48,16 @@ impl Env {
         let env = Env { dir, server };
         env.write_source(people, events, "");
         env
+    }
+
+    /// Points the target at `path` on the server (e.g. `/{person_id}/timetable/`).
+    pub fn set_calendar_url(&self, path: &str) {
+        let file = self.path("edusync.toml");
+        let config = std::fs::read_to_string(&file).unwrap().replace(
+            &format!("{}/{{email}}/timetable/", self.server.url()),
+            &format!("{}{path}", self.server.url()),
+        );
+        std::fs::write(file, config).unwrap();
     }
 
     pub fn path(&self, p: &str) -> PathBuf {

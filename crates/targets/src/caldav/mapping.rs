@@ -73,6 +73,36 @@ impl UrlTemplate {
         self.template.contains("{email}") || self.template.contains("{person_id}")
     }
 
+    /// Whether edusync can find every person's calendar from this template:
+    /// placeholders only in the path, and `{person_id}` once, as a whole path
+    /// segment and without `{email}` after it (cleardown lists the
+    /// collection above it to find calendars of people no longer in the
+    /// source). Says what to change otherwise.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let t = &self.template;
+        if authority(t).contains('{') {
+            return Err(format!(
+                "calendar_url {t:?}: placeholders belong in the path, not in the server's name"
+            ));
+        }
+        if !self.uses_person_id() {
+            return Ok(());
+        }
+        let at = t.find("{person_id}").unwrap_or_default();
+        let (base, rest) = (&t[..at], &t[at + "{person_id}".len()..]);
+        if !base.ends_with('/')
+            || !(rest.is_empty() || rest.starts_with('/'))
+            || rest.contains("{person_id}")
+            || rest.contains("{email}")
+        {
+            return Err(format!(
+                "calendar_url {t:?}: {{person_id}} must appear once, as a whole path segment, with no {{email}} after it \
+                 (e.g. \"https://dav.example.ac.uk/calendars/{{person_id}}/timetable/\"), so edusync can find every person's calendar"
+            ));
+        }
+        Ok(())
+    }
+
     /// The calendar of the person with this email and id.
     pub fn expand(&self, email: &str, person_id: &str) -> String {
         self.template
@@ -182,6 +212,61 @@ pub fn propfind(props: &str) -> String {
     format!(
         r#"{XML_DECL}<d:propfind xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop>{props}</d:prop></d:propfind>"#
     )
+}
+
+/// Depth-0 `PROPFIND` of a collection's change tag: `CS:getctag` (Radicale,
+/// Xandikos, Nextcloud, SOGo, iCloud), or RFC 6578's `DAV:sync-token`
+/// property for servers without one.
+pub fn propfind_change_tag(sync_token_property: bool) -> String {
+    let prop = if sync_token_property {
+        "<d:sync-token/>"
+    } else {
+        "<cs:getctag/>"
+    };
+    format!(
+        r#"{XML_DECL}<d:propfind xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/"><d:prop>{prop}<d:resourcetype/></d:prop></d:propfind>"#
+    )
+}
+
+/// What the CalDAV target stores per calendar after a check
+/// (`Store::calendar_markers`): the collection's change tag read *before*
+/// the listing the ledger was compared with, and the `sync-collection`
+/// token that listing ended with (so the next listing asks only for what
+/// changed since).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marker {
+    pub ctag: Option<String>,
+    pub token: Option<String>,
+}
+
+impl Marker {
+    /// One `ctag <value>` and one `token <value>` line; values with a line
+    /// break (never seen) are left out, which only costs a listing.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        for (key, v) in [("ctag", &self.ctag), ("token", &self.token)] {
+            if let Some(v) = v.as_deref().filter(|v| !v.contains(['\n', '\r'])) {
+                out.push_str(key);
+                out.push(' ');
+                out.push_str(v);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Reads [`Marker::encode`]'s text; anything else reads as no marker.
+    pub fn parse(text: &str) -> Marker {
+        let mut m = Marker::default();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("ctag", v)) if !v.is_empty() => m.ctag = Some(v.to_string()),
+                Some(("token", v)) if !v.is_empty() => m.token = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        m
+    }
 }
 
 /// RFC 6578 `sync-collection`; an empty token asks for everything.
@@ -366,11 +451,57 @@ mod tests {
         assert_eq!(p.expand("x@y", "P#1"), "https://h/P%231/");
         assert!(UrlTemplate::parse("ftp://h/{email}/").is_err());
         assert!(UrlTemplate::parse("http://h/{mail}/").is_err());
+        for ok in [
+            "http://h/{email}/timetable/",
+            "http://h/cal-{email}/",
+            "http://h/c/{person_id}/timetable/",
+            "http://h/c/{person_id}",
+            "http://h/{email}/x/{person_id}/",
+        ] {
+            assert!(
+                UrlTemplate::parse(ok).unwrap().check_shape().is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "http://h/c/p-{person_id}/",
+            "http://h/c/{person_id}-x/",
+            "http://h/{person_id}/{email}/",
+            "http://h/{person_id}/{person_id}/",
+            "http://{email}.h/cal/",
+        ] {
+            assert!(
+                UrlTemplate::parse(bad).unwrap().check_shape().is_err(),
+                "{bad}"
+            );
+        }
         assert_eq!(authority("http://h:1/a/b/"), "http://h:1");
         assert_eq!(parent("http://h:1/a/b/").as_deref(), Some("http://h:1/a/"));
         assert_eq!(parent("http://h:1/a/"), None);
         assert_eq!(url_path("http://h:1/a/b/"), "/a/b/");
         assert_eq!(href_name("/alice%40x.org/timetable/e.ics"), "e.ics");
+    }
+
+    #[test]
+    fn markers_round_trip_and_garbage_reads_as_none() {
+        let m = Marker {
+            ctag: Some("\"3f a\"".into()),
+            token: Some("http://radicale.org/ns/sync/ab".into()),
+        };
+        assert_eq!(Marker::parse(&m.encode()), m);
+        let only = Marker {
+            ctag: None,
+            token: Some("t".into()),
+        };
+        assert_eq!(Marker::parse(&only.encode()), only);
+        assert_eq!(Marker::parse("junk\nctag\n"), Marker::default());
+        let broken = Marker {
+            ctag: Some("a\nb".into()),
+            token: None,
+        };
+        assert_eq!(Marker::parse(&broken.encode()), Marker::default());
+        assert!(propfind_change_tag(false).contains("<cs:getctag/>"));
+        assert!(propfind_change_tag(true).contains("<d:sync-token/>"));
     }
 
     #[test]

@@ -33,10 +33,29 @@
 //! by the engine (`drift.rs`); a changed ETag makes the next plan rewrite
 //! the event, and the write path above checks the marker before it does.
 //!
-//! Sync tokens and the per-calendar item map are kept **in memory** for the
-//! life of the target (one `edusync serve` process, or one CLI command): the
-//! ledger has no per-calendar field for them, and a lost token only costs one
-//! full (ETag-only) listing. An invalid or expired token (`403`/`409`/`412`
+//! # Cycles with nothing to do: one small request per calendar
+//!
+//! Drift repair calls [`CaldavTarget::list_checked`] with the calendar's
+//! [`mapping::Marker`] that the engine stored (`Store::calendar_markers`)
+//! after the last listing the ledger was compared with: the collection's
+//! change tag (`CS:getctag`, else the `DAV:sync-token` property), read
+//! *before* that listing, and the `sync-collection` token it ended with.
+//! One `PROPFIND Depth: 0` reads the tag now; equal means nothing in the
+//! calendar changed since the ledger last agreed with it, so the ledger's
+//! own `remote_id`/ETag rows are the answer — no listing, no event bodies.
+//! A different tag (a hand edit, or edusync's own writes) means "list and
+//! compare": `sync-collection` from the stored token, applied on top of
+//! what the ledger says, or a full ETag listing without one. Because the
+//! tag is read before the listing, a change made during or after it
+//! changes the tag again and is listed next time. The engine stores a
+//! marker only after the comparison's ledger changes are committed, and
+//! re-checks the calendars it wrote to after applying, so the cycle after
+//! a push skips them too.
+//!
+//! The item map and sync token are also kept in memory for the life of the
+//! target (one `edusync serve` process, or one CLI command). A map seeded
+//! from the ledger is marked `partial` and is never used for cleardown,
+//! which lists in full. An invalid or expired token (`403`/`409`/`412`
 //! `valid-sync-token`) falls back to a full listing; truncated answers
 //! (`507` on the collection) are followed with the token they carry.
 //!
@@ -52,11 +71,16 @@
 //!
 //! # Check and discovery
 //!
-//! [`CaldavTarget::check`] writes and removes a probe event in a sample
-//! person's calendar and, when refused, says which server-side rights to
-//! grant (Radicale `rights` file, Nextcloud sharing, SOGo delegation) and
-//! what RFC 6764 discovery ([`CaldavTarget::discover`]) found, to suggest
-//! the right `calendar_url`.
+//! [`CaldavTarget::check`] checks the template's shape, then works in a
+//! sample person's calendar (from the source: `{email}` and `{person_id}`
+//! both expand): it must be a calendar collection if it exists; if it does
+//! not exist yet, the check makes it (`MKCALENDAR`, and the parent with
+//! `MKCOL` when the server wants one) as a sync would, writes and removes a
+//! probe event, then removes what it made, so rights are proven before any
+//! calendar exists and nothing is left behind. When refused it says which
+//! server-side rights to grant (Radicale `rights` file, Nextcloud sharing,
+//! SOGo delegation) and what RFC 6764 discovery ([`CaldavTarget::discover`])
+//! found, to suggest the right `calendar_url`.
 
 pub mod client;
 pub mod mapping;
@@ -65,7 +89,7 @@ pub mod mapping;
 mod tests;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use futures_util::stream::{self, StreamExt};
@@ -73,7 +97,7 @@ use reqwest::StatusCode;
 
 use edusync_core::ics::{self, Revision};
 
-use crate::{CalendarHint, CalendarOp, OpKind, Outcome, RemoteItem, TargetError};
+use crate::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, RemoteItem, TargetError};
 use client::unexpected;
 pub use client::{ClientSettings, DavClient, DavError, Password, Precondition};
 use mapping::UrlTemplate;
@@ -112,6 +136,30 @@ struct CalState {
     exists: bool,
     token: Option<String>,
     items: HashMap<String, Item>,
+    /// Seeded from the ledger and brought up to date from a stored token:
+    /// complete for the ledger's items, not for anything else.
+    partial: bool,
+}
+
+/// How a server tells a collection's change tag (`CaldavTarget::change_tag`).
+const TAG_CTAG: u8 = 0;
+const TAG_SYNC_TOKEN: u8 = 1;
+const TAG_NONE: u8 = 2;
+
+/// What `check` found or made at a person's calendar URL.
+enum Probed {
+    Existing,
+    /// Made by the check (and removed again), with the parents it made.
+    Made {
+        parents: Vec<String>,
+    },
+}
+
+/// What `make_calendar` created.
+struct Made {
+    created: bool,
+    /// Parent collections made for it, outermost first.
+    parents: Vec<String>,
 }
 
 /// What a discovery (RFC 6764, RFC 5397, RFC 4791 §6.2.1) found.
@@ -132,6 +180,8 @@ pub struct CaldavTarget {
     /// Serialises creating calendars, so concurrent writes make each once.
     creating: tokio::sync::Mutex<()>,
     no_sync_collection: AtomicBool,
+    /// `TAG_CTAG`, `TAG_SYNC_TOKEN` or `TAG_NONE`: learnt from the first answers.
+    change_tag: AtomicU8,
 }
 
 /// What a fetch before a conditional write found.
@@ -172,6 +222,7 @@ impl CaldavTarget {
             state: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
             no_sync_collection: AtomicBool::new(false),
+            change_tag: AtomicU8::new(TAG_CTAG),
         })
     }
 
@@ -441,31 +492,31 @@ impl CaldavTarget {
 
     /// Creates a person's calendar (and its parent collection when the
     /// server does not make it itself).
-    async fn make_calendar(&self, url: &str) -> Result<(), DavError> {
+    async fn make_calendar(&self, url: &str) -> Result<Made, DavError> {
         let _one = self.creating.lock().await;
+        let mut made = Made {
+            created: false,
+            parents: Vec::new(),
+        };
         if self.with_state(url, |s| s.exists) {
-            return Ok(());
+            return Ok(made);
         }
         let body = mapping::mkcalendar(&self.template.display_name());
-        let mut made_parent = false;
+        let mut tried_parent = false;
         loop {
             let reply = self
                 .client
                 .xml("MKCALENDAR", url, None, body.clone())
                 .await?;
             match reply.status.as_u16() {
-                200..=299 | 405 => break,
-                409 if !made_parent => {
-                    made_parent = true;
-                    if let Some(p) = mapping::parent(url) {
-                        let r = self
-                            .client
-                            .send(client::method("MKCOL"), &p, &[], Precondition::None, None)
-                            .await?;
-                        if !(r.status.is_success() || r.status == StatusCode::METHOD_NOT_ALLOWED) {
-                            return Err(unexpected("MKCOL", &p, &r));
-                        }
-                    }
+                200..=299 => {
+                    made.created = true;
+                    break;
+                }
+                405 => break,
+                409 if !tried_parent => {
+                    tried_parent = true;
+                    made.parents = self.make_parents(url).await?;
                 }
                 403 => {
                     return Err(DavError {
@@ -483,7 +534,57 @@ impl CaldavTarget {
         }
         tracing::info!(target = %self.name, url, "calendar created");
         self.with_state(url, |s| s.exists = true);
-        Ok(())
+        Ok(made)
+    }
+
+    /// Makes the missing collections above `url` with `MKCOL` (servers
+    /// like Radicale answer `409` while a parent is missing); returns those
+    /// made, outermost first.
+    async fn make_parents(&self, url: &str) -> Result<Vec<String>, DavError> {
+        // Upwards until a MKCOL is not refused for a missing parent of its own.
+        let mut missing: Vec<String> = Vec::new();
+        let mut at = mapping::parent(url);
+        while let Some(p) = at {
+            let r = self
+                .client
+                .send(client::method("MKCOL"), &p, &[], Precondition::None, None)
+                .await?;
+            match r.status.as_u16() {
+                200..=299 => {
+                    let mut made = vec![p];
+                    // Then back down the ones that could not be made before.
+                    for q in missing.into_iter().rev() {
+                        let r = self
+                            .client
+                            .send(client::method("MKCOL"), &q, &[], Precondition::None, None)
+                            .await?;
+                        if !(r.status.is_success() || r.status == StatusCode::METHOD_NOT_ALLOWED) {
+                            return Err(unexpected("MKCOL", &q, &r));
+                        }
+                        made.push(q);
+                    }
+                    return Ok(made);
+                }
+                405 => return Ok(Vec::new()),
+                409 if missing.len() < 8 => {
+                    at = mapping::parent(&p);
+                    missing.push(p);
+                }
+                403 => {
+                    return Err(DavError {
+                        retryable: false,
+                        status: Some(403),
+                        message: format!(
+                            "MKCOL {p}: the server refused to create this collection above a person's calendar as {}. {}",
+                            self.client.username(),
+                            rights_advice(self.client.username())
+                        ),
+                    })
+                }
+                _ => return Err(unexpected("MKCOL", &p, &r)),
+            }
+        }
+        Ok(Vec::new())
     }
 
     // ---- listing ------------------------------------------------------
@@ -608,6 +709,9 @@ impl CaldavTarget {
         self.with_state(url, |s| {
             s.exists = true;
             s.token = token;
+            if full {
+                s.partial = false;
+            }
             let mut old = if full {
                 std::mem::take(&mut s.items)
             } else {
@@ -648,12 +752,172 @@ impl CaldavTarget {
             .map_err(|e| self.fail(e.message))
     }
 
+    /// [`CaldavTarget::list`] for drift repair: nothing but one `PROPFIND
+    /// Depth: 0` when the calendar's change tag is the one in `hint.marker`
+    /// (see the module doc), else a listing of what changed since.
+    pub async fn list_checked(
+        &self,
+        calendar: &str,
+        profile: &str,
+        hint: &CalendarHint,
+    ) -> Result<Listing, TargetError> {
+        let url = self.calendar_url(calendar, hint.person_id.as_deref().unwrap_or_default());
+        self.list_checked_url(&url, profile, hint)
+            .await
+            .map_err(|e| self.fail(e.message))
+    }
+
+    async fn list_checked_url(
+        &self,
+        url: &str,
+        profile: &str,
+        hint: &CalendarHint,
+    ) -> Result<Listing, DavError> {
+        let stored = hint
+            .marker
+            .as_deref()
+            .map(mapping::Marker::parse)
+            .unwrap_or_default();
+        // Read before listing: any change from now on changes it again.
+        let Some(ctag) = self.change_tag(url).await? else {
+            self.with_state(url, |s| *s = CalState::default());
+            return Ok(Listing::default());
+        };
+        if ctag.is_some() && ctag == stored.ctag {
+            let items = hint
+                .items
+                .iter()
+                .filter(|(name, _)| mapping::is_profile_resource(name, profile))
+                .map(|(name, event_id)| RemoteItem {
+                    event_id: event_id.clone(),
+                    remote_id: name.clone(),
+                    etag: hint.etags.get(name).cloned(),
+                })
+                .collect();
+            return Ok(Listing {
+                items,
+                marker: hint.marker.clone(),
+            });
+        }
+        if let Some(token) = &stored.token {
+            // Nothing in memory yet: what the ledger says, plus what changed
+            // since the stored token (a refused token lists in full).
+            self.with_state(url, |s| {
+                if s.token.is_none() {
+                    s.exists = true;
+                    s.partial = true;
+                    s.token = Some(token.clone());
+                    for (name, event_id) in &hint.items {
+                        s.items.insert(
+                            name.clone(),
+                            Item {
+                                etag: hint.etags.get(name).cloned(),
+                                owner: Owner::Ours(event_id.clone()),
+                            },
+                        );
+                    }
+                }
+            });
+        }
+        let items = self.list_url(url, profile, hint).await?;
+        let token = self.with_state(url, |s| s.token.clone());
+        Ok(Listing {
+            items,
+            marker: Some(mapping::Marker { ctag, token }.encode()),
+        })
+    }
+
+    /// The collection's change tag: `None` when the calendar does not
+    /// exist, `Some(None)` when the server offers none.
+    async fn change_tag(&self, url: &str) -> Result<Option<Option<String>>, DavError> {
+        loop {
+            let how = self.change_tag.load(Ordering::Relaxed);
+            if how == TAG_NONE {
+                // Still tell a missing calendar from an existing one.
+                return Ok(self.collection_kind(url).await?.map(|_| None));
+            }
+            let reply = self
+                .client
+                .xml(
+                    "PROPFIND",
+                    url,
+                    Some("0"),
+                    mapping::propfind_change_tag(how == TAG_SYNC_TOKEN),
+                )
+                .await?;
+            match reply.status.as_u16() {
+                207 => {}
+                404 | 410 => return Ok(None),
+                _ => return Err(unexpected("PROPFIND", url, &reply)),
+            }
+            let ms = mapping::parse_multistatus(&reply.body)
+                .map_err(|e| DavError::permanent(format!("PROPFIND {url}: {e}")))?;
+            let Some(r) = ms.responses.first() else {
+                return Ok(None);
+            };
+            if matches!(r.status, Some(404) | Some(410)) {
+                return Ok(None);
+            }
+            let prop = if how == TAG_CTAG {
+                "getctag"
+            } else {
+                "sync-token"
+            };
+            match r
+                .props
+                .get(prop)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+            {
+                Some(v) => return Ok(Some(Some(format!("{prop}:{v}")))),
+                None => {
+                    let next = if how == TAG_CTAG {
+                        TAG_SYNC_TOKEN
+                    } else {
+                        TAG_NONE
+                    };
+                    tracing::debug!(url, prop, "the server gives no change tag of this kind");
+                    self.change_tag.store(next, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// `Some(is a calendar)` when something exists at `url`, `None` when not.
+    async fn collection_kind(&self, url: &str) -> Result<Option<bool>, DavError> {
+        let reply = self
+            .client
+            .xml(
+                "PROPFIND",
+                url,
+                Some("0"),
+                mapping::propfind("<d:resourcetype/>"),
+            )
+            .await?;
+        match reply.status.as_u16() {
+            207 => {}
+            404 | 410 => return Ok(None),
+            _ => return Err(unexpected("PROPFIND", url, &reply)),
+        }
+        let ms = mapping::parse_multistatus(&reply.body)
+            .map_err(|e| DavError::permanent(format!("PROPFIND {url}: {e}")))?;
+        Ok(ms
+            .responses
+            .first()
+            .filter(|r| !matches!(r.status, Some(404) | Some(410)))
+            .map(|r| r.flags.iter().any(|f| f == "resourcetype:calendar")))
+    }
+
     async fn list_url(
         &self,
         url: &str,
         profile: &str,
         hint: &CalendarHint,
     ) -> Result<Vec<RemoteItem>, DavError> {
+        if hint.marker.is_none() && self.with_state(url, |s| s.partial) {
+            // A map seeded from the ledger is not the whole calendar.
+            self.with_state(url, |s| *s = CalState::default());
+        }
         if !self.refresh(url).await? {
             return Ok(Vec::new());
         }
@@ -810,17 +1074,10 @@ impl CaldavTarget {
     /// The calendars of everybody under a `{person_id}` template: the
     /// children of the collection above the `{person_id}` segment.
     async fn person_calendars(&self) -> Result<Vec<String>, DavError> {
+        self.template.check_shape().map_err(DavError::permanent)?;
         let t = self.template.as_str();
         let at = t.find("{person_id}").unwrap_or(t.len());
         let (base, rest) = (&t[..at], t[at..].trim_start_matches("{person_id}"));
-        if !base.ends_with('/')
-            || !(rest.is_empty() || rest.starts_with('/'))
-            || rest.contains("{email}")
-        {
-            return Err(DavError::permanent(format!(
-                "calendar_url {t:?}: {{person_id}} must be a whole path segment (and without {{email}}) for edusync to find every person's calendar"
-            )));
-        }
         let reply = self
             .client
             .xml("PROPFIND", base, Some("1"), mapping::propfind_etags())
@@ -847,37 +1104,43 @@ impl CaldavTarget {
 
     // ---- check and discovery -------------------------------------------
 
-    /// Writes and removes a probe event in the first sample person's
-    /// calendar (creating the calendar if needed, as a sync would).
-    pub async fn check(&self, probe: Option<&str>) -> Result<String, TargetError> {
-        let url = if !self.template.has_placeholders() {
-            self.template.as_str().to_string()
-        } else if self.template.uses_person_id() {
-            match self.person_calendars().await {
-                Ok(urls) if !urls.is_empty() => urls[0].clone(),
-                Ok(_) => {
-                    return Err(self.fail(
-                        "no person's calendar exists yet under the {person_id} template, so write access cannot be probed; run a sync (or create one calendar) and check again".into(),
-                    ))
-                }
-                Err(e) => return Err(self.fail(e.message)),
+    /// Checks `calendar_url` and the service account's rights in a sample
+    /// person's calendar (`email` and `person_id` of one person in the
+    /// source): see the module doc.
+    pub async fn check(
+        &self,
+        email: Option<&str>,
+        person_id: Option<&str>,
+    ) -> Result<String, TargetError> {
+        self.template.check_shape().map_err(|e| self.fail(e))?;
+        let t = self.template.as_str();
+        let url = match (email, person_id) {
+            (None, _) if t.contains("{email}") => {
+                return Err(self.fail(
+                    "no person to probe with (the source has nobody with an email, and calendar_url needs {email}); the write check needs one person's calendar".into(),
+                ))
             }
-        } else if let Some(email) = probe {
-            self.calendar_url(email, "")
-        } else {
-            return Err(self.fail(
-                "no person to probe with (the source has nobody with an email); the write check needs one person's calendar".into(),
-            ));
+            (_, None) if self.template.uses_person_id() => {
+                return Err(self.fail(
+                    "no person to probe with (the source has nobody, and calendar_url needs {person_id}); the write check needs one person's calendar".into(),
+                ))
+            }
+            _ => self.calendar_url(email.unwrap_or_default(), person_id.unwrap_or_default()),
         };
         match self.probe(&url).await {
-            Ok(created) => Ok(format!(
-                "caldav target {}: {} can write into {url}{}",
+            Ok(Probed::Existing) => Ok(format!(
+                "caldav target {}: {} can write into {url}",
                 self.name,
                 self.client.username(),
-                if created {
-                    " (the calendar was missing and has been created)"
+            )),
+            Ok(Probed::Made { parents }) => Ok(format!(
+                "caldav target {}: {} can create people's calendars: {url} did not exist yet, so the check made it{}, wrote and removed a probe event in it, and removed it again (the first sync makes it for good)",
+                self.name,
+                self.client.username(),
+                if parents.is_empty() {
+                    String::new()
                 } else {
-                    ""
+                    format!(" (and {})", parents.join(", "))
                 }
             )),
             Err(e) => {
@@ -902,11 +1165,53 @@ impl CaldavTarget {
         }
     }
 
-    async fn probe(&self, url: &str) -> Result<bool, DavError> {
-        let existed = self.refresh(url).await?;
-        if !existed {
-            self.make_calendar(url).await?;
+    /// Proves the service account can write at `url` (see `check`).
+    async fn probe(&self, url: &str) -> Result<Probed, DavError> {
+        let made = match self.collection_kind(url).await? {
+            Some(true) => None,
+            Some(false) => {
+                return Err(DavError::permanent(format!(
+                    "{url} exists but is not a calendar collection: calendar_url must name each person's calendar (one edusync may create with MKCALENDAR), not their home or principal; e.g. \"…/{{email}}/timetable/\""
+                )))
+            }
+            None => Some(self.make_calendar(url).await?),
+        };
+        let wrote = self.probe_write(url).await;
+        if let Some(m) = &made {
+            // Leave nothing behind: the calendar (and parent) just made are empty.
+            let mut undo = Vec::new();
+            if m.created {
+                undo.push(url.to_string());
+            }
+            undo.extend(m.parents.iter().rev().cloned());
+            self.with_state(url, |s| *s = CalState::default());
+            for u in undo {
+                let del = self.client.delete(&u, Precondition::None).await?;
+                if !(del.status.is_success() || del.status == StatusCode::NOT_FOUND) {
+                    return Err(DavError {
+                        retryable: false,
+                        status: Some(del.status.as_u16()),
+                        message: format!(
+                            "DELETE {u}: the server answered {}: the check made this collection to prove write access but cannot remove it; remove it by hand (a sync would make it again). {}",
+                            del.status,
+                            rights_advice(self.client.username())
+                        ),
+                    });
+                }
+            }
         }
+        wrote?;
+        Ok(match made {
+            Some(Made {
+                created: true,
+                parents,
+            }) => Probed::Made { parents },
+            _ => Probed::Existing,
+        })
+    }
+
+    /// Writes and removes a probe event in an existing calendar.
+    async fn probe_write(&self, url: &str) -> Result<(), DavError> {
         let uid = format!("edusync-check-{:x}", jiff::Timestamp::now().as_nanosecond());
         let res = format!("{url}{uid}.ics");
         let reply = self
@@ -947,7 +1252,7 @@ impl CaldavTarget {
                 ),
             });
         }
-        Ok(!existed)
+        Ok(())
     }
 
     /// RFC 6764 discovery from a server's root (`scheme://host:port`):

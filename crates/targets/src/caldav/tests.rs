@@ -59,10 +59,15 @@ fn prior(o: &Outcome) -> Prior {
 }
 
 fn target(server: &DavServer) -> CaldavTarget {
+    target_at(server, "/{email}/timetable/")
+}
+
+/// A target whose `calendar_url` is the server's URL followed by `path`.
+fn target_at(server: &DavServer, path: &str) -> CaldavTarget {
     CaldavTarget::with_client(
         "caldav",
         CaldavSettings {
-            calendar_url: format!("{}/{{email}}/timetable/", server.url()),
+            calendar_url: format!("{}{path}", server.url()),
             username: Some("edusync".into()),
             password: Some("secret".into()),
         },
@@ -245,7 +250,7 @@ async fn full_cycle(kind: DavKind) {
         .is_success());
 
     // The write check passes here.
-    let msg = t.check(Some(CAL)).await.unwrap();
+    let msg = t.check(Some(CAL), Some("P1")).await.unwrap();
     assert!(msg.contains("can write"), "{msg}");
 }
 
@@ -263,7 +268,11 @@ async fn xandikos_full_cycle() {
 async fn check_explains_rights_when_refused() {
     let server = DavServer::start_with(DavKind::Radicale, Rights::OwnerOnly);
     let t = target(&server);
-    let err = t.check(Some(CAL)).await.unwrap_err().to_string();
+    let err = t
+        .check(Some(CAL), Some("P1"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("rights file") && err.contains("Nextcloud") && err.contains("SOGo"),
         "{err}"
@@ -359,4 +368,227 @@ async fn sync_token_follows_changes() {
             .len(),
         4
     );
+}
+
+/// The ledger's view of written events: a hint as drift repair builds it.
+fn ledger_hint(written: &[(&str, &Outcome)], marker: Option<String>) -> CalendarHint {
+    let mut hint = CalendarHint {
+        person_id: Some("P1".into()),
+        marker,
+        ..Default::default()
+    };
+    for (event_id, o) in written {
+        let p = prior(o);
+        let name = p.remote_id.unwrap();
+        hint.items.insert(name.clone(), event_id.to_string());
+        hint.etags.insert(name, p.etag.unwrap());
+    }
+    hint
+}
+
+fn by_event(items: &[RemoteItem]) -> Vec<(String, Option<String>)> {
+    let mut v: Vec<_> = items
+        .iter()
+        .map(|i| (i.event_id.clone(), i.etag.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn change_markers(kind: DavKind) {
+    let server = DavServer::start(kind);
+    let t = target(&server);
+    let url = t.calendar_url(CAL, "P1");
+    let ops: Vec<CalendarOp> = (0..4)
+        .map(|i| op(OpKind::Create, &format!("E{i}"), Some("x"), None))
+        .collect();
+    let out = t.apply(CAL, &ops).await;
+    let ids = ["E0", "E1", "E2", "E3"];
+    let written: Vec<(&str, &Outcome)> = ids.iter().copied().zip(out.iter()).collect();
+
+    // A first check lists, and hands back a marker.
+    let first = target(&server)
+        .list_checked(CAL, "teaching", &ledger_hint(&written, None))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 4);
+    let m1 = first.marker.clone().expect("the server has a change tag");
+    assert!(mapping::Marker::parse(&m1).ctag.is_some(), "{m1}");
+
+    // Nothing changed: answered from the ledger, nothing listed.
+    let quiet = target(&server);
+    let again = quiet
+        .list_checked(CAL, "teaching", &ledger_hint(&written, Some(m1.clone())))
+        .await
+        .unwrap();
+    assert_eq!(again.marker.as_deref(), Some(m1.as_str()));
+    assert_eq!(by_event(&again.items), by_event(&first.items));
+    assert!(
+        quiet.with_state(&url, |s| s.items.is_empty() && s.token.is_none()),
+        "an unchanged calendar is not listed"
+    );
+
+    // Edited, deleted and added by hand: the tag changes and the listing shows it.
+    let name = |e: &str| mapping::resource_file("teaching", e);
+    let res1 = format!("{url}{}", name("E1"));
+    let body = raw()
+        .get(&res1)
+        .await
+        .unwrap()
+        .body
+        .replace("SUMMARY:x", "SUMMARY:by hand");
+    raw().put(&res1, body, Precondition::None).await.unwrap();
+    raw()
+        .delete(&format!("{url}{}", name("E2")), Precondition::None)
+        .await
+        .unwrap();
+    raw()
+        .put(
+            &format!("{url}dentist.ics"),
+            PERSONAL.into(),
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    let seeded = target(&server);
+    let changed = seeded
+        .list_checked(CAL, "teaching", &ledger_hint(&written, Some(m1.clone())))
+        .await
+        .unwrap();
+    let m2 = changed.marker.clone().unwrap();
+    assert_ne!(m2, m1);
+    let got = by_event(&changed.items);
+    let ledger = by_event(&first.items);
+    assert_eq!(
+        got.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+        vec!["E0", "E1", "E3"]
+    );
+    assert_eq!(got[0], ledger[0]);
+    assert_ne!(got[1].1, ledger[1].1, "the edit shows as a new ETag");
+    assert_eq!(got[2], ledger[3]);
+
+    // Once the ledger agrees (drift repair recorded it), the new marker skips again.
+    let mut agreed = ledger_hint(&written, Some(m2.clone()));
+    agreed.items.remove(&name("E2"));
+    agreed.etags.remove(&name("E2"));
+    agreed.etags.insert(name("E1"), got[1].1.clone().unwrap());
+    let skip = target(&server)
+        .list_checked(CAL, "teaching", &agreed)
+        .await
+        .unwrap();
+    assert_eq!(skip.marker.as_deref(), Some(m2.as_str()));
+    assert_eq!(by_event(&skip.items), got);
+
+    // A stale tag with a token the server does not know: a full listing.
+    let bogus = mapping::Marker {
+        ctag: Some("getctag:\"old\"".into()),
+        token: Some("http://radicale.org/ns/sync/0000".into()),
+    }
+    .encode();
+    let full = target(&server)
+        .list_checked(CAL, "teaching", &ledger_hint(&written, Some(bogus)))
+        .await
+        .unwrap();
+    assert_eq!(by_event(&full.items), got);
+
+    // A map seeded from the ledger is never what cleardown works from.
+    let removed = seeded
+        .cleardown("teaching", &[CAL.to_string()])
+        .await
+        .unwrap();
+    assert_eq!(removed, 3);
+    let left = raw().get(&format!("{url}dentist.ics")).await.unwrap();
+    assert!(left.status.is_success());
+
+    // A calendar that is gone lists as empty, with no marker.
+    let gone = target(&server)
+        .list_checked("nobody@example.ac.uk", "teaching", &CalendarHint::default())
+        .await
+        .unwrap();
+    assert_eq!(gone, Listing::default());
+}
+
+#[tokio::test]
+async fn radicale_change_markers() {
+    change_markers(DavKind::Radicale).await;
+}
+
+#[tokio::test]
+async fn xandikos_change_markers() {
+    change_markers(DavKind::Xandikos).await;
+}
+
+/// Status of a PROPFIND Depth 0 at `url`, as the service account.
+async fn exists(url: &str) -> bool {
+    let r = raw()
+        .xml(
+            "PROPFIND",
+            url,
+            Some("0"),
+            mapping::propfind("<d:resourcetype/>"),
+        )
+        .await
+        .unwrap();
+    r.status.as_u16() == 207
+}
+
+#[tokio::test]
+async fn check_proves_rights_with_person_id_before_any_calendar_exists() {
+    let server = DavServer::start(DavKind::Radicale);
+    // Radicale keeps calendars two levels down: /<principal>/<calendar>/.
+    let t = target_at(&server, "/{person_id}/timetable/");
+    let url = t.calendar_url(CAL, "P 1");
+    let msg = t.check(Some(CAL), Some("P 1")).await.unwrap();
+    assert!(
+        msg.contains("can create people's calendars")
+            && msg.contains(&url)
+            && msg.contains("removed it again"),
+        "{msg}"
+    );
+    // Nothing is left behind, not even the parents the check made.
+    assert!(!exists(&url).await);
+    assert!(!exists(&format!("{}/P%201/", server.url())).await);
+    assert!(server.ics_files().is_empty());
+
+    // Once the calendar exists, the check writes into it and leaves it.
+    let mut o = op(OpKind::Create, "E1", Some("One"), None);
+    o.person_id = "P 1".into();
+    let out = t.apply(CAL, &[o]).await;
+    assert!(matches!(out[0], Outcome::Written { .. }), "{out:?}");
+    let msg = t.check(Some(CAL), Some("P 1")).await.unwrap();
+    assert!(msg.contains(&format!("can write into {url}")), "{msg}");
+    assert!(exists(&url).await);
+    assert_eq!(server.ics_files().len(), 1);
+
+    // Nobody to probe with, and templates edusync could not work from.
+    let err = t.check(Some(CAL), None).await.unwrap_err().to_string();
+    assert!(err.contains("no person to probe with"), "{err}");
+    let err = target_at(&server, "/p-{person_id}/timetable/")
+        .check(Some(CAL), Some("P1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("whole path segment"), "{err}");
+    let err = target_at(&server, "/{person_id}/")
+        .check(Some(CAL), Some("P 1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not a calendar collection"), "{err}");
+}
+
+#[tokio::test]
+async fn check_explains_rights_with_person_id_before_any_calendar_exists() {
+    let server = DavServer::start_with(DavKind::Radicale, Rights::OwnerOnly);
+    let t = target_at(&server, "/{person_id}/timetable/");
+    let err = t
+        .check(Some(CAL), Some("P1"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rights file") && err.contains("user: edusync") && err.contains("SOGo"),
+        "{err}"
+    );
+    assert!(server.ics_files().is_empty());
 }
