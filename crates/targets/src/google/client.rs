@@ -14,8 +14,8 @@ use tokio::sync::Semaphore;
 
 use super::auth::TokenCache;
 use super::mapping::{self, enc, error_parts, is_rate_limit, is_usage_limit, marker_of};
+use super::quota::{self, Window};
 use super::{GoogleClientOptions, GoogleError, GoogleSettings, RemoteEvent, MARKER_PROFILE};
-use crate::graph::limit::SlidingWindow;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -43,7 +43,7 @@ struct Inner {
     tokens: TokenCache,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     calendars: Mutex<HashMap<String, String>>,
-    project_rate: Option<SlidingWindow>,
+    project_rate: Option<Window>,
 }
 
 /// One person's gate: requests in flight, the backoff after a rate-limit
@@ -54,7 +54,7 @@ struct Gate {
     /// Rate-limit answers since the last success: the backoff's exponent.
     strikes: AtomicU32,
     paused: Mutex<Option<String>>,
-    rate: Option<SlidingWindow>,
+    rate: Option<Window>,
     /// One calendar lookup or creation at a time.
     calendar: tokio::sync::Mutex<()>,
 }
@@ -117,7 +117,7 @@ impl GoogleClient {
             .connect_timeout(Duration::from_secs(10).min(opts.request_timeout))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        let project_rate = opts.project_rate.map(|r| SlidingWindow::new(r, true));
+        let project_rate = opts.project_rate.map(Window::new);
         Self {
             inner: Arc::new(Inner {
                 tokens: TokenCache::new(&settings.token_url, settings.key.clone()),
@@ -149,7 +149,7 @@ impl GoogleClient {
                     hold_until: Mutex::new(None),
                     strikes: AtomicU32::new(0),
                     paused: Mutex::new(None),
-                    rate: o.user_rate.map(|r| SlidingWindow::new(r, true)),
+                    rate: o.user_rate.map(Window::new),
                     calendar: tokio::sync::Mutex::new(()),
                 })
             })
@@ -212,14 +212,17 @@ impl GoogleClient {
             gate.wait_hold().await;
             let permit = gate.sem.acquire().await.expect("never closed");
             let token = self.inner.tokens.get(&self.inner.http, user).await?;
-            if let Some(r) = &gate.rate {
-                r.take(1).await;
+            let windows: Vec<&Window> = [gate.rate.as_ref(), self.inner.project_rate.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            quota::take(&windows).await;
+            // A rate-limit answer came in while this one waited for its slot:
+            // wait out the backoff and count the request again when it goes.
+            if gate.held_for().is_some() {
+                gate.wait_hold().await;
+                quota::take(&windows).await;
             }
-            if let Some(r) = &self.inner.project_rate {
-                r.take(1).await;
-            }
-            // A rate-limit answer may have come in while this one waited.
-            gate.wait_hold().await;
             if lock(&gate.paused).is_some() {
                 continue;
             }

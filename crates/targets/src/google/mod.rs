@@ -20,9 +20,10 @@
 //!   answered 404 or 410 are done. The marker is two
 //!   `extendedProperties.private` keys: [`MARKER_PROFILE`] (the listing
 //!   filter) and [`MARKER_KEY`] (`<profile>/<event id>`).
-//! * **Quotas** (`client.rs`): the client keeps Google's per-user (600 a
-//!   minute) and per-project (10,000 a minute) request quotas itself with
-//!   sliding windows (`graph::limit`), a few requests in flight per person.
+//! * **Quotas** (`client.rs`, `quota.rs`): the client keeps Google's
+//!   per-user (600 a minute) and per-project (10,000 a minute) request
+//!   quotas itself with sliding windows, a request taking its slot in both
+//!   at once, a few requests in flight per person.
 //!   A `403`/`429` `rateLimitExceeded` / `userRateLimitExceeded` holds that
 //!   person's requests for an exponential backoff with jitter (1 s, 2 s, …
 //!   32 s) and tries again; nobody else waits. Google's calendar usage
@@ -45,6 +46,7 @@
 mod auth;
 mod client;
 pub mod mapping;
+mod quota;
 pub mod target;
 
 #[cfg(test)]
