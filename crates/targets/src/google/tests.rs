@@ -354,3 +354,141 @@ async fn explains_bad_keys_and_unknown_people() {
     );
     emu.assert_no_violations();
 }
+
+/// The zero-violation assertions mean something only if the emulator
+/// catches an impolite client: this one ignores backoff, overruns the
+/// quota and keeps writing to a read-only calendar.
+#[tokio::test]
+async fn the_emulator_catches_an_impolite_client() {
+    let u = "rude@uni.example";
+    let mut cfg = GoogleEmulatorConfig::with_users([u]);
+    cfg.user_rate = RateLimit {
+        requests: 5,
+        window: Duration::from_secs(10),
+    };
+    let emu = google::spawn(cfg).await;
+    let t = target(&emu, fast());
+    let token = t.client().token(u).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/users/me/calendarList", emu.api_url());
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(&statuses[..5], &[200; 5]);
+    assert_eq!(&statuses[5..], &[403; 3]);
+    let kinds: Vec<google::ViolationKind> = emu.violations().iter().map(|v| v.kind).collect();
+    assert!(
+        kinds.contains(&google::ViolationKind::QuotaOverrun),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&google::ViolationKind::IgnoredBackoff),
+        "{kinds:?}"
+    );
+
+    let ro = "ro@uni.example";
+    emu.add_user(ro);
+    emu.set_read_only(ro, true);
+    let token = t.client().token(ro).await.unwrap();
+    let url = format!("{}/calendars", emu.api_url());
+    for _ in 0..2 {
+        let r = http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"summary": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert!(emu
+        .violations()
+        .iter()
+        .any(|v| v.kind == google::ViolationKind::WriteWhileUsageLimited));
+    let r = http
+        .get(format!("{}/users/me/calendarList", emu.api_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn the_emulator_checks_the_jwt_grant_and_sync_token_rules() {
+    let u = "ada@uni.example";
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([u])).await;
+    let key = ServiceAccountKey::from_json(&emu.key_file_json(), "key").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let http = reqwest::Client::new();
+    let grant = |assertion: String| {
+        let http = http.clone();
+        let url = emu.token_url();
+        async move {
+            let r = http
+                .post(url)
+                .form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let good = key.assertion(u, &emu.token_url(), now);
+    assert_eq!(grant(good.clone()).await.0, 200);
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, body) = grant(tampered).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Invalid JWT Signature"), "{body}");
+    let (status, body) = grant(key.assertion(u, "https://elsewhere/token", now)).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = grant(key.assertion(u, &emu.token_url(), now - 7200)).await;
+    assert_eq!(status, 400, "an expired grant: {body}");
+    let (status, body) = grant(key.assertion("eve@elsewhere.example", &emu.token_url(), now)).await;
+    assert!(status == 400 && body.contains("Invalid email"), "{body}");
+
+    let t = target(&emu, fast());
+    let cal = t.client().ensure_calendar(u).await.unwrap();
+    let token = t.client().token(u).await.unwrap();
+    let url = format!(
+        "{}/calendars/{}/events?syncToken=sync-1&privateExtendedProperty=edusyncProfile%3Dteaching",
+        emu.api_url(),
+        mapping::enc(&cal)
+    );
+    let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn tokens_are_cached_per_person_and_refreshed_before_expiry() {
+    let (a, b) = ("a@uni.example", "b@uni.example");
+    let mut cfg = GoogleEmulatorConfig::with_users([a, b]);
+    cfg.token_lifetime = Duration::from_secs(2);
+    let emu = google::spawn(cfg).await;
+    let t = target(&emu, fast());
+    for i in 0..8 {
+        let ops = [
+            op(OpKind::Create, a, i, "x", None),
+            op(OpKind::Create, b, i, "x", None),
+        ];
+        let (x, y) = tokio::join!(t.apply(a, &ops[..1]), t.apply(b, &ops[1..]));
+        assert!(matches!(x[0], Outcome::Written { .. }) && matches!(y[0], Outcome::Written { .. }));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // One token per person per ~1.5 s of a 2 s life: never an expired one used.
+    let issued = emu.stats().tokens_issued;
+    assert!((4..=10).contains(&issued), "{issued} tokens");
+    emu.assert_no_violations();
+}
