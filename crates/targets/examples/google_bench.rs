@@ -1,0 +1,261 @@
+//! The Google Calendar benchmark of BENCHMARKS.md: the `google` target and
+//! the shared delivery loop writing an initial load into the Google
+//! emulator with Google's quotas (600 requests a minute per user, 10,000 a
+//! minute per project, sliding windows) and a fixed latency per request.
+//!
+//! ```text
+//! cargo run --release -p edusync-targets --example google_bench -- \
+//!     --users 500 --events 30 --latency-ms 100 --runs 3
+//! cargo run --release -p edusync-targets --example google_bench -- \
+//!     --users 10 --events 1000 --latency-ms 100 --runs 3
+//! ```
+//!
+//! The ceiling is the fastest any client could finish under the same
+//! quotas the emulator enforces: each user's requests (one per event, plus
+//! two to find and create the calendar) go 600 per 60 s window, the first
+//! window's as fast as 4 requests in flight at `latency` allow; the
+//! project's go 10,000 per window. Whichever finishes last sets the time.
+
+use std::time::{Duration, Instant};
+
+use edusync_core::render::RenderedEvent;
+use edusync_core::timetable::EventStatus;
+use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
+use edusync_targets::google::{
+    GoogleClient, GoogleClientOptions, GoogleSettings, GoogleTarget, ServiceAccountKey,
+};
+use edusync_targets::graph::RequestRate;
+use edusync_targets::{CalendarOp, OpKind, Outcome, Target};
+use edusync_testkit::google::{self, GoogleEmulatorConfig, RateLimit};
+
+struct Args {
+    users: usize,
+    events: usize,
+    latency_ms: u64,
+    user_quota: u32,
+    project_quota: u32,
+    runs: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        users: 10,
+        events: 1000,
+        latency_ms: 100,
+        user_quota: 600,
+        project_quota: 10_000,
+        runs: 3,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        let val = v.get(i + 1).cloned().unwrap_or_default();
+        match v[i].as_str() {
+            "--users" => a.users = val.parse().expect("--users N"),
+            "--events" => a.events = val.parse().expect("--events N"),
+            "--latency-ms" => a.latency_ms = val.parse().expect("--latency-ms N"),
+            "--user-quota" => a.user_quota = val.parse().expect("--user-quota N"),
+            "--project-quota" => a.project_quota = val.parse().expect("--project-quota N"),
+            "--runs" => a.runs = val.parse().expect("--runs N"),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+fn event(user: &str, n: usize) -> CalendarOp {
+    let start: jiff::Timestamp = "2030-01-07T09:00:00Z".parse().unwrap();
+    let start = start + jiff::SignedDuration::from_hours(n as i64);
+    let event_id = format!("E{n:06}");
+    CalendarOp {
+        kind: OpKind::Create,
+        profile: "bench".into(),
+        person_id: user.into(),
+        event_id: event_id.clone(),
+        calendar: user.into(),
+        event: Some(RenderedEvent {
+            uid: format!("{user}-{event_id}"),
+            marker: format!("bench/{event_id}"),
+            profile: "bench".into(),
+            event_id,
+            person_id: user.into(),
+            subject: format!("CHEM1014 Organic Chemistry {n}"),
+            location: "Room 1.14, Chemistry Building".into(),
+            body: "Module: CHEM1014 Organic Chemistry\nType: Lecture\nStaff: Prof. Xavier".into(),
+            categories: vec![],
+            start,
+            end: start + jiff::SignedDuration::from_mins(50),
+            timezone: "Europe/London".into(),
+            status: EventStatus::Confirmed,
+            busy: true,
+            geo: None,
+        }),
+        prior: None,
+    }
+}
+
+/// Seconds to send `n` requests at most `quota` per window, each window's
+/// share at `burst` requests a second.
+fn windows_secs(n: usize, quota: u32, burst: f64) -> f64 {
+    let quota = quota as usize;
+    let full = (n.max(1) - 1) / quota;
+    let rest = n - full * quota;
+    full as f64 * WINDOW.as_secs_f64() + rest as f64 / burst
+}
+
+fn ceiling_secs(a: &Args) -> f64 {
+    let lat = a.latency_ms as f64 / 1000.0;
+    let per_user = a.events + 2;
+    let user = windows_secs(per_user, a.user_quota, 4.0 / lat) + 2.0 * lat;
+    let width = a
+        .users
+        .min(edusync_targets::google::target::USER_CONCURRENCY) as f64;
+    let project = windows_secs(per_user * a.users, a.project_quota, width * 4.0 / lat);
+    user.max(project)
+}
+
+struct RunResult {
+    secs: f64,
+    events: u64,
+    failed: u64,
+    requests: u64,
+    rate_limited: u64,
+    violations: usize,
+}
+
+fn run_once(a: &Args, seed: u64) -> RunResult {
+    let emu_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("emulator")
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = GoogleEmulatorConfig {
+        auto_users: true,
+        user_rate: RateLimit {
+            requests: a.user_quota,
+            window: WINDOW,
+        },
+        project_rate: Some(RateLimit {
+            requests: a.project_quota,
+            window: WINDOW,
+        }),
+        seed,
+        ..GoogleEmulatorConfig::default()
+    };
+    let emu = emu_rt.block_on(google::spawn(cfg));
+    emu.set_latency(Duration::from_millis(a.latency_ms));
+    let key = ServiceAccountKey::from_json(&emu.key_file_json(), "the emulator's key").unwrap();
+    let opts = GoogleClientOptions {
+        user_rate: Some(RequestRate {
+            requests: a.user_quota,
+            window: WINDOW,
+        }),
+        project_rate: Some(RequestRate {
+            requests: a.project_quota,
+            window: WINDOW,
+        }),
+        ..GoogleClientOptions::default()
+    };
+    let client = GoogleClient::with_options(
+        GoogleSettings {
+            token_url: emu.token_url(),
+            api_url: emu.api_url(),
+            calendar: "Timetable".into(),
+            key: std::sync::Arc::new(key),
+        },
+        opts,
+    );
+    let target = Target::Google(GoogleTarget::new("google", client));
+    let work: Vec<CalendarWork> = (0..a.users)
+        .map(|u| {
+            let user = format!("s{u:05}@uni.example");
+            CalendarWork {
+                ops: (0..a.events).map(|n| event(&user, n)).collect(),
+                calendar: user,
+            }
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let (mut written, mut failed) = (0u64, 0u64);
+    rt.block_on(deliver(
+        &target,
+        work,
+        &DeliveryOptions::default(),
+        |_, outcomes| {
+            for o in outcomes {
+                match o {
+                    Outcome::Written { .. } => written += 1,
+                    _ => failed += 1,
+                }
+            }
+        },
+    ));
+    let secs = t0.elapsed().as_secs_f64();
+    let stats = emu.stats();
+    let r = RunResult {
+        secs,
+        events: written,
+        failed,
+        requests: stats.requests,
+        rate_limited: stats.rate_limited,
+        violations: emu.violations().len(),
+    };
+    drop(emu);
+    drop(emu_rt);
+    r
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let a = args();
+    let ceiling = ceiling_secs(&a);
+    let total = (a.users * a.events) as f64;
+    println!(
+        "google bench: {} users x {} events, latency {} ms, quotas {} per user and {} per project a minute, {} runs",
+        a.users, a.events, a.latency_ms, a.user_quota, a.project_quota, a.runs
+    );
+    println!(
+        "ceiling: {:.1} s = {:.1} events/s",
+        ceiling,
+        total / ceiling
+    );
+    let (mut rates, mut shares) = (vec![], vec![]);
+    for run in 0..a.runs {
+        let r = run_once(&a, 0x600d + run as u64);
+        let rate = r.events as f64 / r.secs;
+        let share = rate / (total / ceiling) * 100.0;
+        println!(
+            "run {}: {} events in {:.2} s = {:.1} events/s ({:.1}% of ceiling); {} requests, {} rate-limited, {} violations, {} failed",
+            run + 1,
+            r.events,
+            r.secs,
+            rate,
+            share,
+            r.requests,
+            r.rate_limited,
+            r.violations,
+            r.failed
+        );
+        assert_eq!(r.violations, 0, "the emulator recorded violations");
+        assert_eq!(r.failed, 0, "every event must be written");
+        rates.push(rate);
+        shares.push(share);
+    }
+    println!(
+        "median: {:.1} events/s, {:.1}% of ceiling",
+        median(rates),
+        median(shares)
+    );
+}
