@@ -279,3 +279,39 @@ fn hand_edits_and_deletes_are_repaired_and_cleardown_leaves_only_personal_events
     );
     g.emu.assert_no_violations();
 }
+
+#[test]
+fn a_missing_or_unusable_key_file_is_explained() {
+    let g = GoogleEnv::new(&ALL);
+    timetable(&g);
+    let c = g.env.config_arg();
+    let write_env = |var: &str| {
+        g.write_config("");
+        let text = std::fs::read_to_string(&g.env.config).unwrap();
+        g.env.write_config_text(&text.replace(
+            &format!("credentials_file_env = \"{}\"", google_common::KEY_ENV),
+            &format!("credentials_file_env = \"{var}\""),
+        ));
+    };
+    write_env("EDUSYNC_GOOGLE_KEY_NOT_SET");
+    let out = g.env.expect(1, &["check", "--config", &c]);
+    assert!(
+        out.stdout.contains("EDUSYNC_GOOGLE_KEY_NOT_SET") && out.stdout.contains("JSON key file"),
+        "{}",
+        out.describe()
+    );
+    // The variable names a file that is not a service account key.
+    let bad = g.env.path("not-a-key.json");
+    std::fs::write(&bad, r#"{"type": "authorized_user", "client_id": "x"}"#).unwrap();
+    std::env::set_var("EDUSYNC_GOOGLE_KEY_BAD", &bad);
+    write_env("EDUSYNC_GOOGLE_KEY_BAD");
+    let out = g.env.expect(1, &["check", "--config", &c]);
+    assert!(
+        out.stdout.contains("not-a-key.json")
+            && out.stdout.contains("$EDUSYNC_GOOGLE_KEY_BAD")
+            && out.stdout.contains("not a service account key"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(g.emu.stats().requests, 0);
+}
