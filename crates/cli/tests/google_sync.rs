@@ -108,12 +108,20 @@ fn timetable_reaches_each_calendar_exactly_and_follows_every_change() {
     assert_eq!(e1.json["transparency"], "opaque");
     assert_eq!(e1.private["edusyncProfile"], "teaching");
 
-    // Nothing changed: nothing written.
-    let inserts = g.emu.stats().inserts;
+    // Nothing changed: nothing written, and the drift check asks each
+    // calendar only for the changes since its stored sync token (the
+    // calendars were checked again after the first cycle's writes): one
+    // request per calendar, no listing in full, no calendar lookup.
+    let (inserts, requests) = (g.emu.stats().inserts, g.emu.stats().requests);
     let r = g.sync();
     assert_eq!(r["unchanged"], 9, "{r}");
     assert_eq!(g.emu.stats().inserts, inserts);
     assert_eq!(g.emu.stats().patches, 0);
+    assert_eq!(
+        g.emu.stats().requests - requests,
+        ALL.len() as u64,
+        "one request per calendar in a cycle with nothing to do"
+    );
 
     // A personal event inside the edusync calendar too.
     g.emu

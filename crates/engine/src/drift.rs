@@ -18,7 +18,8 @@
 //! (a mailbox gone, a timeout) is skipped with a warning, and checked again
 //! next cycle: drift repair never stops a cycle.
 //!
-//! Targets with change markers (CalDAV: ctag and sync-token) hand one back
+//! Targets with change markers (CalDAV: ctag and sync-token; Google: the
+//! calendar's id and sync token) hand one back
 //! with each listing; it is stored (`Store::set_calendar_markers`) only
 //! after the ledger changes of this check up to that calendar are
 //! committed, and passed back next time, so an unchanged calendar costs

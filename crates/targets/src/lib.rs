@@ -162,7 +162,8 @@ impl Target {
     /// [`Target::list`], given what the ledger knows of the calendar, so
     /// targets that need it (CalDAV) answer from ETags without downloading
     /// events, or from the ledger alone when the calendar's change marker
-    /// equals `hint.marker`. Drift repair calls this.
+    /// equals `hint.marker` (Google: from the ledger and the changes since
+    /// the marker's sync token). Drift repair calls this.
     pub async fn list_known(
         &self,
         calendar: &str,
@@ -172,6 +173,7 @@ impl Target {
     ) -> Result<Listing, TargetError> {
         match self {
             Target::Caldav(t) => t.list_checked(calendar, profile, hint).await,
+            Target::Google(t) => t.list_checked(calendar, profile, hint).await,
             _ => Ok(Listing {
                 items: self.list(calendar, profile, window).await?,
                 marker: None,
@@ -222,10 +224,11 @@ impl Target {
         }
     }
 
-    /// Whether [`Target::list_known`] hands back change markers (CalDAV), so
-    /// checking calendars again after writing to them pays off next cycle.
+    /// Whether [`Target::list_known`] hands back change markers (CalDAV,
+    /// Google), so checking calendars again after writing to them pays off
+    /// next cycle.
     pub fn keeps_change_markers(&self) -> bool {
-        matches!(self, Target::Caldav(_))
+        matches!(self, Target::Caldav(_) | Target::Google(_))
     }
 
     /// How many calendars the delivery loop works on at once for this target.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -91,19 +91,15 @@ pub struct Written {
     pub etag: Option<String>,
 }
 
-/// What a process remembers of one calendar's listing: the sync token and
-/// the edusync events of one profile at that token.
-#[derive(Default, Clone)]
-struct SyncState {
-    token: String,
-    items: HashMap<String, RemoteEvent>,
-}
-
-/// Sync tokens live as long as the process (`serve` runs many cycles, and
-/// each cycle builds its targets afresh).
-fn sync_states() -> &'static Mutex<HashMap<String, SyncState>> {
-    static S: OnceLock<Mutex<HashMap<String, SyncState>>> = OnceLock::new();
-    S.get_or_init(Default::default)
+/// What changed in a calendar since a sync token.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Events of the profile that are live now (new or changed).
+    pub live: Vec<RemoteEvent>,
+    /// Ids of events that are deleted now, or no longer the profile's.
+    pub gone: Vec<String>,
+    /// The token to ask with next time.
+    pub next: Option<String>,
 }
 
 impl GoogleClient {
@@ -339,6 +335,12 @@ impl GoogleClient {
     /// The id of the edusync calendar in `user`'s calendar list, if there is one.
     pub async fn find_calendar(&self, user: &str) -> Result<Option<String>, GoogleError> {
         self.calendar(user, false).await
+    }
+
+    /// Records `calendar_id` as `user`'s edusync calendar (read from a
+    /// stored change marker and proven by a listing), sparing the lookup.
+    pub fn remember_calendar(&self, user: &str, calendar_id: &str) {
+        lock(&self.inner.calendars).insert(user.to_lowercase(), calendar_id.to_string());
     }
 
     /// Forgets the calendar found for `user` (it was deleted).
@@ -612,95 +614,51 @@ impl GoogleClient {
     }
 
     /// The live events of `profile` in `calendar_id`, filtered on the
-    /// marker, all pages (cleardown; no sync token).
+    /// marker, all pages, and the sync token Google hands back with the
+    /// last page (for [`GoogleClient::list_since`]).
     pub async fn list_profile(
         &self,
         user: &str,
         calendar_id: &str,
         profile: &str,
-    ) -> Result<Vec<RemoteEvent>, GoogleError> {
-        let query = format!(
-            "privateExtendedProperty={}",
-            enc(&format!("{MARKER_PROFILE}={profile}"))
-        );
-        let (items, _) = self.list_pages(user, calendar_id, &query).await?;
-        Ok(items
-            .iter()
-            .filter_map(|e| Self::remote(profile, e))
-            .collect())
-    }
-
-    /// Like [`GoogleClient::list_profile`], incrementally: after the first
-    /// listing of a calendar in this process, only the changes since its
-    /// sync token are fetched; an expired token (410) lists in full again.
-    pub async fn list_marked(
-        &self,
-        user: &str,
-        calendar_id: &str,
-        profile: &str,
-    ) -> Result<Vec<RemoteEvent>, GoogleError> {
-        let key = format!(
-            "{}\n{}\n{calendar_id}\n{profile}",
-            self.api(),
-            user.to_lowercase()
-        );
-        let known = lock(sync_states()).get(&key).cloned();
-        if let Some(mut state) = known {
-            let query = format!("syncToken={}", enc(&state.token));
-            match self.list_pages(user, calendar_id, &query).await {
-                Ok((changes, next)) => {
-                    for e in &changes {
-                        let Some(id) = e["id"].as_str() else { continue };
-                        match Self::remote(profile, e) {
-                            Some(r) => {
-                                state.items.insert(id.to_string(), r);
-                            }
-                            None => {
-                                state.items.remove(id);
-                            }
-                        }
-                    }
-                    let items: Vec<RemoteEvent> = state.items.values().cloned().collect();
-                    match next {
-                        Some(t) => {
-                            state.token = t;
-                            lock(sync_states()).insert(key, state);
-                        }
-                        None => {
-                            lock(sync_states()).remove(&key);
-                        }
-                    }
-                    return Ok(items);
-                }
-                Err(GoogleError::NotFound { status: 410, .. }) => {
-                    tracing::info!(
-                        user,
-                        "google: sync token expired, listing the calendar in full"
-                    );
-                    lock(sync_states()).remove(&key);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    ) -> Result<(Vec<RemoteEvent>, Option<String>), GoogleError> {
         let query = format!(
             "privateExtendedProperty={}",
             enc(&format!("{MARKER_PROFILE}={profile}"))
         );
         let (items, next) = self.list_pages(user, calendar_id, &query).await?;
-        let items: Vec<RemoteEvent> = items
+        let events = items
             .iter()
             .filter_map(|e| Self::remote(profile, e))
             .collect();
-        if let Some(token) = next {
-            lock(sync_states()).insert(
-                key,
-                SyncState {
-                    token,
-                    items: items.iter().map(|r| (r.id.clone(), r.clone())).collect(),
-                },
-            );
+        Ok((events, next))
+    }
+
+    /// What changed in `calendar_id` since sync `token` (every page):
+    /// Google does not filter changes on the marker, so that is done here.
+    /// An expired token is `NotFound` with status 410 (list in full then);
+    /// a calendar that is gone is `CalendarNotFound`.
+    pub async fn list_since(
+        &self,
+        user: &str,
+        calendar_id: &str,
+        profile: &str,
+        token: &str,
+    ) -> Result<Changes, GoogleError> {
+        let query = format!("syncToken={}", enc(token));
+        let (items, next) = self.list_pages(user, calendar_id, &query).await?;
+        let mut changes = Changes {
+            next,
+            ..Changes::default()
+        };
+        for e in &items {
+            match (Self::remote(profile, e), e["id"].as_str()) {
+                (Some(r), _) => changes.live.push(r),
+                (None, Some(id)) => changes.gone.push(id.to_string()),
+                (None, None) => {}
+            }
         }
-        Ok(items)
+        Ok(changes)
     }
 
     /// The event body edusync writes (see [`mapping::event_body`]).

@@ -32,12 +32,17 @@
 //!   the run — no further request is sent for them — and fails their ops
 //!   with a message saying so; everyone else syncs, and the next run tries
 //!   again. 5xx and connection failures are retried with backoff.
-//! * **Listing**: `events.list` with `privateExtendedProperty=` the
-//!   profile, paged; the last page's `nextSyncToken` is kept (per process)
-//!   and the next listing of the calendar asks only for changes since
-//!   (`syncToken`, which Google does not allow with a filter: the changes
-//!   are filtered on the marker here). A `410` drops the token and lists
-//!   in full again. Drift repair compares event `etag`s.
+//! * **Listing** (drift repair): `events.list` with
+//!   `privateExtendedProperty=` the profile, paged. The last page's
+//!   `nextSyncToken`, with the calendar's id, is the calendar's change
+//!   marker, kept in the state store (`Store::calendar_markers`) once the
+//!   ledger agrees with the listing. With a stored marker only the changes
+//!   since are asked for (`syncToken`, which Google does not allow with a
+//!   filter: the changes are filtered on the marker here) and applied to
+//!   what the ledger holds (`CalendarHint`: remote id → etag), so a
+//!   calendar nobody changed costs one small request. A `410` (token
+//!   expired) or a calendar that is gone lists in full again. Drift repair
+//!   compares event `etag`s.
 //!
 //! * **No batch requests.** Google counts every call inside a batch
 //!   against the same quotas, and the per-user quota (10 a second) is what
@@ -63,7 +68,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::ServiceAccountKey;
-pub use client::GoogleClient;
+pub use client::{Changes, GoogleClient};
 pub use mapping::event_id;
 pub use target::GoogleTarget;
 

@@ -15,9 +15,11 @@
 
 use futures_util::stream::{self, StreamExt};
 
+use std::collections::HashMap;
+
 use super::client::Written;
-use super::{mapping, GoogleClient, GoogleError, GoogleSettings};
-use crate::{CalendarOp, OpKind, Outcome, RemoteItem, TargetError};
+use super::{mapping, GoogleClient, GoogleError, GoogleSettings, RemoteEvent};
+use crate::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, RemoteItem, TargetError};
 
 /// People worked on at once. The client keeps each person to a few
 /// requests in flight and the project to its quota, so this only has to be
@@ -30,6 +32,11 @@ pub const USER_CONCURRENCY: usize = 256;
 pub struct GoogleTarget {
     name: String,
     client: GoogleClient,
+}
+
+/// A calendar's change marker: its id and the sync token of its last listing.
+fn marker(calendar: &str, token: &str) -> String {
+    format!("{calendar} {token}")
 }
 
 fn failed(e: &GoogleError) -> Outcome {
@@ -192,30 +199,92 @@ impl GoogleTarget {
 
     /// The edusync events of `profile` in `user`'s calendar (all dates).
     pub async fn list(&self, user: &str, profile: &str) -> Result<Vec<RemoteItem>, TargetError> {
+        Ok(self
+            .list_checked(user, profile, &CalendarHint::default())
+            .await?
+            .items)
+    }
+
+    /// [`GoogleTarget::list`] with the calendar's change marker
+    /// (`<calendar id> <sync token>`): when `hint.marker` holds one, only
+    /// the changes since its token are fetched and applied to what the
+    /// ledger says the calendar holds (`hint.items`, `hint.etags`); an
+    /// expired token (410) or a calendar that is gone lists in full. The
+    /// answer carries the marker to store once the ledger agrees with it.
+    pub async fn list_checked(
+        &self,
+        user: &str,
+        profile: &str,
+        hint: &CalendarHint,
+    ) -> Result<Listing, TargetError> {
+        let prefix = format!("{profile}/");
+        let item = |e: RemoteEvent| {
+            Some(RemoteItem {
+                event_id: e.key.strip_prefix(&prefix)?.to_string(),
+                remote_id: e.id,
+                etag: e.etag,
+            })
+        };
+        if let Some((calendar, token)) = hint.marker.as_deref().and_then(|m| m.split_once(' ')) {
+            match self.client.list_since(user, calendar, profile, token).await {
+                Ok(changes) => {
+                    self.client.remember_calendar(user, calendar);
+                    let mut items: HashMap<&str, RemoteItem> = hint
+                        .items
+                        .iter()
+                        .map(|(remote_id, event_id)| {
+                            let known = RemoteItem {
+                                event_id: event_id.clone(),
+                                remote_id: remote_id.clone(),
+                                etag: hint.etags.get(remote_id).cloned(),
+                            };
+                            (remote_id.as_str(), known)
+                        })
+                        .collect();
+                    for id in &changes.gone {
+                        items.remove(id.as_str());
+                    }
+                    for c in &changes.live {
+                        items.remove(c.id.as_str());
+                    }
+                    let mut listing = Listing {
+                        items: items.into_values().collect(),
+                        marker: changes.next.map(|t| marker(calendar, &t)),
+                    };
+                    listing
+                        .items
+                        .extend(changes.live.into_iter().filter_map(item));
+                    return Ok(listing);
+                }
+                Err(GoogleError::NotFound { status: 410, .. }) => {
+                    tracing::info!(
+                        user,
+                        "google: sync token expired, listing the calendar in full"
+                    );
+                }
+                Err(GoogleError::CalendarNotFound { .. }) => {
+                    self.client.forget_calendar(user);
+                }
+                Err(e) => return Err(self.fail(e.to_string())),
+            }
+        }
         let calendar = match self.client.find_calendar(user).await {
             Ok(Some(c)) => c,
-            Ok(None) => return Ok(Vec::new()),
+            Ok(None) => return Ok(Listing::default()),
             Err(e) => return Err(self.fail(e.to_string())),
         };
-        let events = match self.client.list_marked(user, &calendar, profile).await {
-            Ok(ev) => ev,
+        let (events, next) = match self.client.list_profile(user, &calendar, profile).await {
+            Ok(listed) => listed,
             Err(GoogleError::CalendarNotFound { .. }) => {
                 self.client.forget_calendar(user);
-                Vec::new()
+                return Ok(Listing::default());
             }
             Err(e) => return Err(self.fail(e.to_string())),
         };
-        let prefix = format!("{profile}/");
-        Ok(events
-            .into_iter()
-            .filter_map(|e| {
-                Some(RemoteItem {
-                    event_id: e.key.strip_prefix(&prefix)?.to_string(),
-                    remote_id: e.id,
-                    etag: e.etag,
-                })
-            })
-            .collect())
+        Ok(Listing {
+            items: events.into_iter().filter_map(item).collect(),
+            marker: next.map(|t| marker(&calendar, &t)),
+        })
     }
 
     /// Removes every event of `profile` from each person's calendar in
@@ -253,7 +322,7 @@ impl GoogleTarget {
             Err(e) => return Err(self.fail(e.to_string())),
         };
         let events = match self.client.list_profile(user, &calendar, profile).await {
-            Ok(ev) => ev,
+            Ok((ev, _)) => ev,
             Err(GoogleError::CalendarNotFound { .. }) => return Ok(0),
             Err(e) => return Err(self.fail(e.to_string())),
         };

@@ -9,7 +9,7 @@ use edusync_testkit::google::{self, GoogleEmulator, GoogleEmulatorConfig, RateLi
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
-use crate::{CalendarOp, OpKind, Outcome, Prior};
+use crate::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, Prior, RemoteItem};
 
 const CAL: &str = "Timetable";
 
@@ -188,35 +188,123 @@ async fn writes_are_idempotent_and_personal_events_untouched() {
     emu.assert_no_violations();
 }
 
+/// What the ledger would hold after `out`, with the marker of the last listing.
+fn hint_of(user: &str, out: &[Outcome], marker: Option<String>) -> CalendarHint {
+    let mut hint = CalendarHint {
+        marker,
+        ..CalendarHint::default()
+    };
+    for (i, o) in out.iter().enumerate() {
+        let p = prior_of(user, o);
+        let id = p.remote_id.unwrap();
+        hint.items.insert(id.clone(), format!("e{i}"));
+        hint.etags.insert(id, p.etag.unwrap());
+    }
+    hint
+}
+
+fn by_event(l: &Listing) -> std::collections::BTreeMap<String, Option<String>> {
+    l.items
+        .iter()
+        .map(|r| (r.event_id.clone(), r.etag.clone()))
+        .collect()
+}
+
 #[tokio::test]
-async fn listing_is_incremental_and_resyncs_after_410() {
+async fn a_stored_sync_token_lists_only_changes_and_resyncs_after_410() {
     let u = "bo@uni.example";
     let emu = google::spawn(GoogleEmulatorConfig::with_users([u])).await;
     let t = target(&emu, fast());
     let out = t.apply(u, &creates(u, 3)).await;
-    let first = t.list(u, "teaching").await.unwrap();
-    assert_eq!(first.len(), 3);
-    let lists = emu.stats().lists;
-    // A change by hand shows in the next (incremental) listing as a new etag.
-    emu.user_edit_event(
-        u,
-        CAL,
-        &prior_of(u, &out[0]).remote_id.unwrap(),
-        serde_json::json!({"summary": "edited"}),
-    )
-    .unwrap();
+    let first = t
+        .list_checked(u, "teaching", &CalendarHint::default())
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    let marker = first
+        .marker
+        .clone()
+        .expect("a full listing hands back a marker");
+    let hint = hint_of(u, &out, Some(marker));
+    assert_eq!(
+        by_event(&first),
+        by_event(&Listing {
+            items: hint
+                .items
+                .iter()
+                .map(|(r, e)| RemoteItem {
+                    event_id: e.clone(),
+                    remote_id: r.clone(),
+                    etag: hint.etags.get(r).cloned(),
+                })
+                .collect(),
+            marker: None,
+        })
+    );
+
+    // The next run (a new process: nothing cached) with the stored marker
+    // and nothing changed: one small request, answered from the ledger.
+    let t = target(&emu, fast());
+    let (requests, lists) = (emu.stats().requests, emu.stats().lists);
+    let same = t.list_checked(u, "teaching", &hint).await.unwrap();
+    assert_eq!(
+        emu.stats().requests,
+        requests + 1,
+        "one request, no calendar lookup"
+    );
+    assert_eq!(by_event(&same), by_event(&first));
+    assert!(same.marker.is_some());
+
+    // Changes by hand, a personal event and an event of another profile:
+    // only edusync's of this profile count.
+    let e0 = prior_of(u, &out[0]).remote_id.unwrap();
+    emu.user_edit_event(u, CAL, &e0, serde_json::json!({"summary": "edited"}))
+        .unwrap();
     emu.user_delete_event(u, CAL, &prior_of(u, &out[1]).remote_id.unwrap())
         .unwrap();
-    let second = t.list(u, "teaching").await.unwrap();
+    emu.add_personal_event(
+        u,
+        Some(CAL),
+        "Revision",
+        t0(),
+        t0() + SignedDuration::from_hours(1),
+    )
+    .unwrap();
+    let mut exams = op(OpKind::Create, u, 7, "Exam", None);
+    exams.profile = "exams".into();
+    exams.event.as_mut().unwrap().marker = "exams/e7".into();
+    assert!(matches!(
+        t.apply(u, &[exams]).await[0],
+        Outcome::Written { .. }
+    ));
+    let hint = CalendarHint {
+        marker: same.marker.clone(),
+        ..hint
+    };
+    let lists = lists + 1;
+    let second = t.list_checked(u, "teaching", &hint).await.unwrap();
     assert_eq!(emu.stats().lists, lists + 1);
-    assert_eq!(second.len(), 2);
-    let e0 = second.iter().find(|r| r.event_id == "e0").unwrap();
-    assert_ne!(e0.etag, prior_of(u, &out[0]).etag);
-    // An expired sync token: 410, then a full listing.
+    let second = by_event(&second);
+    assert_eq!(second.keys().collect::<Vec<_>>(), ["e0", "e2"]);
+    assert_ne!(second["e0"], prior_of(u, &out[0]).etag, "the edit shows");
+    assert_eq!(second["e2"], prior_of(u, &out[2]).etag);
+
+    // An expired sync token: 410, then a full listing with a new marker.
     emu.expire_sync_tokens();
-    let third = t.list(u, "teaching").await.unwrap();
-    assert_eq!(third.len(), 2);
+    let third = t.list_checked(u, "teaching", &hint).await.unwrap();
+    assert_eq!(by_event(&third), second);
     assert_eq!(emu.stats().lists, lists + 3);
+    assert!(third.marker.is_some() && third.marker != hint.marker);
+
+    // A marker of a calendar that is gone: listed in full (found by name).
+    let gone = CalendarHint {
+        marker: Some("gone@group.calendar.google.com sync-1".into()),
+        ..hint
+    };
+    let t = target(&emu, fast());
+    let fourth = t.list_checked(u, "teaching", &gone).await.unwrap();
+    assert_eq!(by_event(&fourth), second);
+    assert_eq!(fourth.marker, third.marker);
     emu.assert_no_violations();
 }
 
