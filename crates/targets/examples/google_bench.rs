@@ -24,7 +24,7 @@ use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
 use edusync_targets::google::{
     GoogleClient, GoogleClientOptions, GoogleSettings, GoogleTarget, ServiceAccountKey,
 };
-use edusync_targets::graph::RequestRate;
+use edusync_targets::rate::RequestRate;
 use edusync_targets::{CalendarOp, OpKind, Outcome, Target};
 use edusync_testkit::google::{self, GoogleEmulatorConfig, RateLimit};
 

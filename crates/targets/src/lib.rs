@@ -11,6 +11,7 @@
 //! - [`caldav`]: CalDAV servers (Radicale, Xandikos, Nextcloud, SOGo, …), one collection per person.
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
 //! - [`adaptive`]: an AIMD limit on requests in flight per calendar (Vector's ARC as the model).
+//! - [`rate`]: sliding-window request quotas kept client-side (per calendar, per app), optionally paced.
 //! - [`jwt`]: RS256 JWTs for credentials proven with a private key (Google, Graph certificates).
 //!
 //! Architecture invariant: only this crate talks to calendar services.
@@ -24,6 +25,7 @@ pub mod delivery;
 pub mod google;
 pub mod graph;
 pub mod jwt;
+pub mod rate;
 pub mod vdir;
 
 /// What an op does.

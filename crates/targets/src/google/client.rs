@@ -14,8 +14,8 @@ use tokio::sync::Semaphore;
 
 use super::auth::TokenCache;
 use super::mapping::{self, enc, error_parts, is_rate_limit, is_usage_limit, marker_of};
-use super::quota::{self, Window};
 use super::{GoogleClientOptions, GoogleError, GoogleSettings, RemoteEvent, MARKER_PROFILE};
+use crate::rate::{take_all, SlidingWindow};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -43,7 +43,7 @@ struct Inner {
     tokens: TokenCache,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     calendars: Mutex<HashMap<String, String>>,
-    project_rate: Option<Window>,
+    project_rate: Option<SlidingWindow>,
 }
 
 /// One person's gate: requests in flight, the backoff after a rate-limit
@@ -54,7 +54,7 @@ struct Gate {
     /// Rate-limit answers since the last success: the backoff's exponent.
     strikes: AtomicU32,
     paused: Mutex<Option<String>>,
-    rate: Option<Window>,
+    rate: Option<SlidingWindow>,
     /// One calendar lookup or creation at a time.
     calendar: tokio::sync::Mutex<()>,
 }
@@ -113,7 +113,7 @@ impl GoogleClient {
             .connect_timeout(Duration::from_secs(10).min(opts.request_timeout))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        let project_rate = opts.project_rate.map(Window::new);
+        let project_rate = opts.project_rate.map(SlidingWindow::new);
         Self {
             inner: Arc::new(Inner {
                 tokens: TokenCache::new(&settings.token_url, settings.key.clone()),
@@ -145,7 +145,7 @@ impl GoogleClient {
                     hold_until: Mutex::new(None),
                     strikes: AtomicU32::new(0),
                     paused: Mutex::new(None),
-                    rate: o.user_rate.map(Window::new),
+                    rate: o.user_rate.map(SlidingWindow::new),
                     calendar: tokio::sync::Mutex::new(()),
                 })
             })
@@ -208,16 +208,17 @@ impl GoogleClient {
             gate.wait_hold().await;
             let permit = gate.sem.acquire().await.expect("never closed");
             let token = self.inner.tokens.get(&self.inner.http, user).await?;
-            let windows: Vec<&Window> = [gate.rate.as_ref(), self.inner.project_rate.as_ref()]
-                .into_iter()
-                .flatten()
-                .collect();
-            quota::take(&windows).await;
+            let windows: Vec<&SlidingWindow> =
+                [gate.rate.as_ref(), self.inner.project_rate.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            take_all(&windows, 1).await;
             // A rate-limit answer came in while this one waited for its slot:
             // wait out the backoff and count the request again when it goes.
             if gate.held_for().is_some() {
                 gate.wait_hold().await;
-                quota::take(&windows).await;
+                take_all(&windows, 1).await;
             }
             if lock(&gate.paused).is_some() {
                 continue;

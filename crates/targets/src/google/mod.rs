@@ -20,7 +20,7 @@
 //!   answered 404 or 410 are done. The marker is two
 //!   `extendedProperties.private` keys: [`MARKER_PROFILE`] (the listing
 //!   filter) and [`MARKER_KEY`] (`<profile>/<event id>`).
-//! * **Quotas** (`client.rs`, `quota.rs`): the client keeps Google's
+//! * **Quotas** (`client.rs`, [`crate::rate`]): the client keeps Google's
 //!   per-user (600 a minute) and per-project (10,000 a minute) request
 //!   quotas itself with sliding windows, a request taking its slot in both
 //!   at once, a few requests in flight per person.
@@ -57,7 +57,6 @@
 mod auth;
 mod client;
 pub mod mapping;
-mod quota;
 pub mod target;
 
 #[cfg(test)]
@@ -72,7 +71,7 @@ pub use client::{Changes, GoogleClient};
 pub use mapping::event_id;
 pub use target::GoogleTarget;
 
-use crate::graph::RequestRate;
+use crate::rate::RequestRate;
 
 /// The private extended property holding the profile (listings filter on it).
 pub const MARKER_PROFILE: &str = "edusyncProfile";

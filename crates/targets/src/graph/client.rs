@@ -12,7 +12,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::auth::TokenCache;
-use super::limit::SlidingWindow;
 use super::mapping::{
     self, odata_string, path_segment, query_value, AnswerBody, Batch, BatchAnswer, BatchRequest,
     EventBody, Fmt, InnerAnswer, JsonContent,
@@ -22,6 +21,7 @@ use super::{
     RemoteEvent, MARKER_PROPERTY_ID,
 };
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats, Permit};
+use crate::rate::SlidingWindow;
 
 /// A Microsoft Graph calendar client. Cheap to clone; clones share the
 /// token, the calendar ids found and each mailbox's limits.
@@ -173,7 +173,7 @@ impl GraphClient {
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         let base = format!("{}/v1.0", settings.graph_url.trim_end_matches('/'));
-        let app_rate = opts.app_rate.map(|r| SlidingWindow::new(r, true));
+        let app_rate = opts.app_rate.map(SlidingWindow::paced);
         Self {
             inner: Arc::new(Inner {
                 tokens: TokenCache::new(&settings),
@@ -227,7 +227,7 @@ impl GraphClient {
                         ..o.adaptive
                     }),
                     hold_until: Mutex::new(None),
-                    rate: rate.map(|r| SlidingWindow::new(r, false)),
+                    rate: rate.map(SlidingWindow::new),
                 })
             })
             .clone()

@@ -30,7 +30,9 @@
 //! * **Rates**: the client also keeps Outlook's 10,000 requests per 10
 //!   minutes per mailbox and Graph's global per-app limit (130,000 requests
 //!   per 10 seconds) itself, counting each request inside a batch, so a big
-//!   initial load runs at the limit instead of into it (see `limit.rs`).
+//!   initial load runs at the limit instead of into it ([`crate::rate`]:
+//!   the mailbox window first, then the app window, which also paces, as
+//!   the service admits a 10-second budget spent in one burst late).
 //! * **Reconcile**: [`GraphClient::list_marked`] lists the events carrying
 //!   the marker in a window (calendarView, all pages); personal events are
 //!   never returned.
@@ -48,7 +50,6 @@
 
 mod auth;
 mod client;
-pub(crate) mod limit;
 mod mapping;
 pub mod target;
 
@@ -178,12 +179,7 @@ pub struct GraphClientOptions {
     pub app_rate: Option<RequestRate>,
 }
 
-/// At most `requests` in any sliding `window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestRate {
-    pub requests: u32,
-    pub window: Duration,
-}
+pub use crate::rate::RequestRate;
 
 impl Default for GraphClientOptions {
     fn default() -> Self {
