@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
 
 use super::auth::TokenCache;
 use super::mapping::{self, enc, error_parts, is_rate_limit, is_usage_limit, marker_of};
 use super::{GoogleClientOptions, GoogleError, GoogleSettings, RemoteEvent, MARKER_PROFILE};
+use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats};
 use crate::rate::{take_all, SlidingWindow};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,10 +46,11 @@ struct Inner {
     project_rate: Option<SlidingWindow>,
 }
 
-/// One person's gate: requests in flight, the backoff after a rate-limit
-/// answer, the usage-limit pause, and their share of the quota.
+/// One person's gate: requests in flight (the adaptive limit shared with
+/// Graph's mailboxes, capped at `user_concurrency`), the backoff after a
+/// rate-limit answer, the usage-limit pause, and their share of the quota.
 struct Gate {
-    sem: Semaphore,
+    limit: AdaptiveLimit,
     hold_until: Mutex<Option<Instant>>,
     /// Rate-limit answers since the last success: the backoff's exponent.
     strikes: AtomicU32,
@@ -137,11 +138,16 @@ impl GoogleClient {
 
     fn gate(&self, user: &str) -> Arc<Gate> {
         let o = &self.inner.opts;
+        let max = o.user_concurrency.clamp(1, u32::MAX as usize) as u32;
         lock(&self.inner.gates)
             .entry(user.to_lowercase())
             .or_insert_with(|| {
                 Arc::new(Gate {
-                    sem: Semaphore::new(o.user_concurrency.max(1)),
+                    limit: AdaptiveLimit::new(AdaptiveConfig {
+                        max,
+                        initial: o.adaptive.initial.min(max),
+                        ..o.adaptive
+                    }),
                     hold_until: Mutex::new(None),
                     strikes: AtomicU32::new(0),
                     paused: Mutex::new(None),
@@ -150,6 +156,11 @@ impl GoogleClient {
                 })
             })
             .clone()
+    }
+
+    /// The adaptive limit on `user`'s requests in flight as it stands (tests, logs).
+    pub fn user_limit(&self, user: &str) -> LimitStats {
+        self.gate(user).limit.stats()
     }
 
     /// Why `user` is paused for the rest of the run (Google's calendar usage limit), if they are.
@@ -206,7 +217,7 @@ impl GoogleClient {
                 });
             }
             gate.wait_hold().await;
-            let permit = gate.sem.acquire().await.expect("never closed");
+            let permit = gate.limit.acquire(1).await;
             let token = self.inner.tokens.get(&self.inner.http, user).await?;
             let windows: Vec<&SlidingWindow> =
                 [gate.rate.as_ref(), self.inner.project_rate.as_ref()]
@@ -234,6 +245,7 @@ impl GoogleClient {
             if let Some(m) = if_match {
                 rb = rb.header("If-Match", m);
             }
+            let sent_at = Instant::now();
             let sent = rb.send().await;
             let answer = match sent {
                 Ok(resp) => {
@@ -243,12 +255,25 @@ impl GoogleClient {
                             status,
                             serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
                         )),
-                        Err(e) => Err(format!("reading the answer to {method} failed: {e}")),
+                        Err(e) => Err((
+                            format!("reading the answer to {method} failed: {e}"),
+                            e.is_timeout(),
+                        )),
                     }
                 }
-                Err(e) => Err(format!("{method} request failed: {e}")),
+                Err(e) => Err((format!("{method} request failed: {e}"), e.is_timeout())),
             };
-            drop(permit);
+            // Rate limits, 503/504 and timeouts shrink the person's limit;
+            // quick answers grow it back up to the cap.
+            permit.done(match &answer {
+                Ok((status, _)) if (200..300).contains(status) => Feedback::Ok(sent_at.elapsed()),
+                Ok((503 | 504, _)) => Feedback::Backoff,
+                Ok((status, body)) if is_rate_limit(*status, &error_parts(body).0) => {
+                    Feedback::Backoff
+                }
+                Err((_, true)) => Feedback::Backoff,
+                _ => Feedback::Neutral,
+            });
             let err = match answer {
                 Ok((status, body)) if (200..300).contains(&status) => {
                     gate.strikes.store(0, Ordering::Relaxed);
@@ -297,7 +322,7 @@ impl GoogleClient {
                         return Ok(Answer { status, body });
                     }
                 }
-                Err(message) => {
+                Err((message, _)) => {
                     tokio::time::sleep(self.backoff(attempt - 1)).await;
                     Self::retryable(user, None, message)
                 }

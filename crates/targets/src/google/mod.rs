@@ -23,7 +23,9 @@
 //! * **Quotas** (`client.rs`, [`crate::rate`]): the client keeps Google's
 //!   per-user (600 a minute) and per-project (10,000 a minute) request
 //!   quotas itself with sliding windows, a request taking its slot in both
-//!   at once, a few requests in flight per person.
+//!   at once, and at most 4 requests in flight per person under the
+//!   adaptive limit of [`crate::adaptive`] (halved on rate limits, 503/504,
+//!   timeouts and rising latency, as Graph's mailboxes are).
 //!   A `403`/`429` `rateLimitExceeded` / `userRateLimitExceeded` holds that
 //!   person's requests for an exponential backoff with jitter (1 s, 2 s, …
 //!   32 s) and tries again; nobody else waits. Google's calendar usage
@@ -71,6 +73,7 @@ pub use client::{Changes, GoogleClient};
 pub use mapping::event_id;
 pub use target::GoogleTarget;
 
+use crate::adaptive::AdaptiveConfig;
 use crate::rate::RequestRate;
 
 /// The private extended property holding the profile (listings filter on it).
@@ -107,8 +110,12 @@ impl fmt::Debug for GoogleSettings {
 /// Tuning; `Default` suits Google's service.
 #[derive(Debug, Clone)]
 pub struct GoogleClientOptions {
-    /// Requests in flight per person.
+    /// The most requests in flight per person: the cap of the adaptive
+    /// limit ([`crate::adaptive`]), which halves on rate limits, 503/504,
+    /// timeouts and rising latency and grows back by one per round trip.
     pub user_concurrency: usize,
+    /// How the per-person limit adapts (its `max` is `user_concurrency`).
+    pub adaptive: AdaptiveConfig,
     /// Requests per person per window (Google: 600 a minute per user per project).
     pub user_rate: Option<RequestRate>,
     /// Requests of the whole project per window (Google: 10,000 a minute).
@@ -130,6 +137,7 @@ impl Default for GoogleClientOptions {
     fn default() -> Self {
         Self {
             user_concurrency: 4,
+            adaptive: AdaptiveConfig::default(),
             user_rate: Some(RequestRate {
                 requests: 600,
                 window: Duration::from_secs(60),

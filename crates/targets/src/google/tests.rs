@@ -339,6 +339,26 @@ async fn keeps_the_quota_and_rides_out_rate_limit_storms() {
     }
     assert_eq!(marked(&emu, users[0]).len(), 60);
     assert!(emu.stats().rate_limited > 0, "the storm hit");
+    // The storm shrank the person's limit on requests in flight, which never
+    // went above Google's ceiling.
+    let limits = [users[0], users[1]].map(|u| t.client().user_limit(u));
+    assert!(
+        limits.iter().any(|l| l.decreases > 0 && l.min_limit < 4.0),
+        "{limits:?}"
+    );
+    assert!(emu.stats().max_user_in_flight <= 4, "{:?}", emu.stats());
+    emu.assert_no_violations();
+}
+
+#[tokio::test]
+async fn a_person_has_up_to_four_requests_in_flight() {
+    let u = "cy@uni.example";
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([u])).await;
+    emu.set_latency(Duration::from_millis(30));
+    let t = target(&emu, fast());
+    let out = t.apply(u, &creates(u, 24)).await;
+    assert!(out.iter().all(|o| matches!(o, Outcome::Written { .. })));
+    assert_eq!(emu.stats().max_user_in_flight, 4, "{:?}", emu.stats());
     emu.assert_no_violations();
 }
 

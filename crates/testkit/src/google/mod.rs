@@ -38,7 +38,8 @@
 //! while that user should be backing off after a rate-limit answer, any
 //! quota overrun (a client that keeps the quotas itself never has one), a
 //! write to a usage-limited calendar after it was told, an invalid or
-//! expired token — and injects faults: latency, 5xx, rate-limit storms,
+//! expired token — counts the most requests of one user answered at once
+//! (`Stats::max_user_in_flight`), and injects faults: latency, 5xx, rate-limit storms,
 //! connections dropped after a write was applied.
 //!
 //! Routes: the token endpoint at `{url}/token`, the API under

@@ -100,6 +100,18 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Counts a user's request as answered when its handler ends, however it ends.
+struct Answering {
+    sh: Arc<Shared>,
+    user: String,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.sh.world().in_flight(&self.user, false);
+    }
+}
+
 async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let received = Instant::now();
     let (parts, body) = req.into_parts();
@@ -140,6 +152,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             Ok(u) => u,
             Err(r) => return to_response(r),
         }
+    };
+    sh.world().in_flight(&user, true);
+    let _answering = Answering {
+        sh: sh.clone(),
+        user: user.clone(),
     };
     let refused = sh.world().admit(&sh.config, &user, received, write);
     let latency = sh.world().faults.latency_ms;

@@ -38,6 +38,8 @@ pub struct Violation {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub requests: u64,
+    /// The most API requests of one user answered at the same time.
+    pub max_user_in_flight: u32,
     pub tokens_issued: u64,
     pub inserts: u64,
     pub patches: u64,
@@ -88,6 +90,8 @@ pub(crate) struct User {
     pub read_only: bool,
     /// When the client was first told the calendar is read-only.
     pub told_read_only: Option<Instant>,
+    /// API requests of this user being answered now.
+    pub in_flight: u32,
 }
 
 pub(crate) struct World {
@@ -506,6 +510,18 @@ impl World {
         }
         self.user_mut(user).log.push_back(at);
         None
+    }
+
+    /// A request of `user` arrived (`true`) or was answered (`false`).
+    pub fn in_flight(&mut self, user: &str, arrived: bool) {
+        let u = self.user_mut(user);
+        if arrived {
+            u.in_flight += 1;
+        } else {
+            u.in_flight = u.in_flight.saturating_sub(1);
+        }
+        let n = u.in_flight;
+        self.stats.max_user_in_flight = self.stats.max_user_in_flight.max(n);
     }
 
     /// Records that a rate-limit answer goes out to `user` now.
