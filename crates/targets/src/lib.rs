@@ -12,6 +12,7 @@
 //! - [`delivery`]: per-calendar queues, concurrency limits and retries.
 //! - [`adaptive`]: an AIMD limit on requests in flight per calendar (Vector's ARC as the model).
 //! - [`rate`]: sliding-window request quotas kept client-side (per calendar, per app), optionally paced.
+//! - `token`: OAuth access tokens cached, refreshed before expiry, fetched one at a time.
 //! - [`jwt`]: RS256 JWTs for credentials proven with a private key (Google, Graph certificates).
 //!
 //! Architecture invariant: only this crate talks to calendar services.
@@ -26,6 +27,7 @@ pub mod google;
 pub mod graph;
 pub mod jwt;
 pub mod rate;
+mod token;
 pub mod vdir;
 
 /// What an op does.

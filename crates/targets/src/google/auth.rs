@@ -1,15 +1,17 @@
 //! The service account's key file, and access tokens per person from the
-//! JWT grant (RFC 7523), cached per subject and refreshed before expiry.
+//! JWT grant (RFC 7523), cached per subject and refreshed before expiry
+//! ([`crate::token`]).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::{GoogleError, SCOPE};
 use crate::jwt::RsaSigner;
+use crate::token::{read_answer, NoToken, TokenSlot};
 
 /// What edusync uses of a service account's JSON key file.
 #[derive(Debug)]
@@ -86,17 +88,11 @@ impl ServiceAccountKey {
     }
 }
 
-struct Cached {
-    token: String,
-    refresh_at: Instant,
-    expires_at: Instant,
-}
-
-/// Access tokens per subject; one refresh at a time per subject.
+/// Access tokens per subject; one fetch at a time per subject.
 pub(crate) struct TokenCache {
     url: String,
     key: Arc<ServiceAccountKey>,
-    by_subject: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    by_subject: Mutex<HashMap<String, Arc<TokenSlot<String>>>>,
 }
 
 impl TokenCache {
@@ -108,7 +104,7 @@ impl TokenCache {
         }
     }
 
-    fn slot(&self, subject: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
+    fn slot(&self, subject: &str) -> Arc<TokenSlot<String>> {
         self.by_subject
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -119,27 +115,19 @@ impl TokenCache {
 
     /// A token for `subject` valid for a while yet.
     pub async fn get(&self, http: &reqwest::Client, subject: &str) -> Result<String, GoogleError> {
-        let slot = self.slot(subject);
-        let mut cached = slot.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let now = Instant::now();
-            if now < c.refresh_at && now < c.expires_at {
-                return Ok(c.token.clone());
-            }
-        }
-        let fresh = self.fetch(http, subject).await?;
-        let token = fresh.token.clone();
-        *cached = Some(fresh);
-        Ok(token)
+        self.slot(subject).get(|| self.fetch(http, subject)).await
     }
 
     /// Forgets `subject`'s token (after a 401).
     pub async fn invalidate(&self, subject: &str) {
-        *self.slot(subject).lock().await = None;
+        self.slot(subject).invalidate().await;
     }
 
-    async fn fetch(&self, http: &reqwest::Client, subject: &str) -> Result<Cached, GoogleError> {
-        let started = Instant::now();
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        subject: &str,
+    ) -> Result<(String, Duration), GoogleError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -160,48 +148,26 @@ impl TokenCache {
             .send()
             .await
             .map_err(|e| auth_err(format!("cannot reach the token endpoint: {e}"), true))?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status != 200 {
-            let err = body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown_error");
-            let desc = body
-                .get("error_description")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let retryable = status == 429 || status >= 500;
-            let hint = match err {
-                "unauthorized_client" => format!(
-                    " — domain-wide delegation is not granted: in the Google Admin console, Security → Access and data control → API controls → Manage Domain Wide Delegation, add the service account's client id with the scope {SCOPE}"
-                ),
-                "invalid_grant" if desc.to_ascii_lowercase().contains("email") || desc.to_ascii_lowercase().contains("user") => {
-                    " — this person has no Google Workspace account in the domain (check the email in the source)".to_string()
-                }
-                "invalid_grant" => " — the key may have been deleted or the machine's clock is off".to_string(),
-                _ => String::new(),
-            };
-            return Err(auth_err(
-                format!("HTTP {status} {err}: {desc}{hint}"),
-                retryable,
-            ));
+        match read_answer(resp).await {
+            Ok(token) => Ok(token),
+            Err(NoToken::Malformed(m)) => Err(auth_err(m, false)),
+            Err(NoToken::Refused(r)) => {
+                let (err, desc) = (r.error.as_str(), r.description.as_str());
+                let hint = match err {
+                    "unauthorized_client" => format!(
+                        " — domain-wide delegation is not granted: in the Google Admin console, Security → Access and data control → API controls → Manage Domain Wide Delegation, add the service account's client id with the scope {SCOPE}"
+                    ),
+                    "invalid_grant" if desc.to_ascii_lowercase().contains("email") || desc.to_ascii_lowercase().contains("user") => {
+                        " — this person has no Google Workspace account in the domain (check the email in the source)".to_string()
+                    }
+                    "invalid_grant" => " — the key may have been deleted or the machine's clock is off".to_string(),
+                    _ => String::new(),
+                };
+                Err(auth_err(
+                    format!("HTTP {} {err}: {desc}{hint}", r.status),
+                    r.retryable,
+                ))
+            }
         }
-        let token = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| auth_err("the answer has no access_token".into(), false))?
-            .to_string();
-        let expires_in = Duration::from_secs(
-            body.get("expires_in")
-                .and_then(Value::as_u64)
-                .unwrap_or(3599),
-        );
-        let margin = (expires_in / 4).min(Duration::from_secs(300));
-        Ok(Cached {
-            token,
-            refresh_at: started + expires_in - margin,
-            expires_at: started + expires_in,
-        })
     }
 }

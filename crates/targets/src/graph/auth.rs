@@ -1,20 +1,14 @@
-//! Client-credentials tokens, cached and refreshed before they expire.
+//! Client-credentials tokens, cached and refreshed before they expire
+//! ([`crate::token`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use serde_json::{json, Value};
-use tokio::sync::Mutex;
+use serde_json::json;
 
 use super::{GraphCredential, GraphError, GraphSettings};
 use crate::jwt::{b64url, RsaSigner};
-
-struct Cached {
-    /// `Bearer …`, ready to send.
-    header: HeaderValue,
-    refresh_at: Instant,
-    expires_at: Instant,
-}
+use crate::token::{read_answer, NoToken, TokenSlot};
 
 /// One token for the app, shared by all mailboxes. Refreshes are single-flight.
 pub(crate) struct TokenCache {
@@ -24,7 +18,8 @@ pub(crate) struct TokenCache {
     credential: GraphCredential,
     /// base64url SHA-256 of the certificate's DER (certificate credentials).
     thumbprint: Option<String>,
-    cached: Mutex<Option<Cached>>,
+    /// `Bearer …`, ready to send.
+    cached: TokenSlot<HeaderValue>,
 }
 
 /// How long a client assertion is valid (Microsoft accepts up to 10 minutes).
@@ -50,28 +45,18 @@ impl TokenCache {
                 GraphCredential::Secret(_) => None,
             },
             credential: s.credential.clone(),
-            cached: Mutex::new(None),
+            cached: TokenSlot::default(),
         }
     }
 
     /// The `Authorization` header of a token valid for a while yet.
     pub async fn get(&self, http: &reqwest::Client) -> Result<HeaderValue, GraphError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let now = Instant::now();
-            if now < c.refresh_at && now < c.expires_at {
-                return Ok(c.header.clone());
-            }
-        }
-        let fresh = self.fetch(http).await?;
-        let header = fresh.header.clone();
-        *cached = Some(fresh);
-        Ok(header)
+        self.cached.get(|| self.fetch(http)).await
     }
 
     /// Forgets the token (after a 401).
     pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+        self.cached.invalidate().await;
     }
 
     /// A client assertion (RFC 7523) for the token endpoint, signed with the
@@ -93,8 +78,7 @@ impl TokenCache {
         signer.sign(&header, &claims)
     }
 
-    async fn fetch(&self, http: &reqwest::Client) -> Result<Cached, GraphError> {
-        let started = Instant::now();
+    async fn fetch(&self, http: &reqwest::Client) -> Result<(HeaderValue, Duration), GraphError> {
         let mut form = vec![
             ("grant_type", "client_credentials".to_string()),
             ("client_id", self.client_id.clone()),
@@ -117,62 +101,39 @@ impl TokenCache {
                 message: format!("cannot reach the token endpoint: {e}"),
                 retryable: true,
             })?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status != 200 {
-            let err = body
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown_error");
-            let desc = body
-                .get("error_description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("");
-            let retryable = status == 429 || status >= 500;
-            let hint = match (&self.credential, retryable) {
-                (_, true) => "",
-                (GraphCredential::Secret(_), false) => {
-                    " — check tenant_id, client_id and the secret in the variable named by client_secret_env"
-                }
-                (GraphCredential::Certificate(_), false) => {
-                    " — check tenant_id, client_id and that the certificate in the file named by client_certificate_env is one uploaded to the app registration (Certificates & secrets)"
-                }
-            };
-            return Err(GraphError::Auth {
-                url: self.url.clone(),
-                message: format!("HTTP {status} {err}: {desc}{hint}"),
-                retryable,
-            });
-        }
-        let token = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| GraphError::Auth {
-                url: self.url.clone(),
-                message: "the answer has no access_token".into(),
-                retryable: false,
-            })?;
-        let mut header =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| GraphError::Auth {
-                url: self.url.clone(),
-                message: "the access_token holds characters not allowed in an HTTP header".into(),
-                retryable: false,
-            })?;
+        let auth_err = |message: String, retryable: bool| GraphError::Auth {
+            url: self.url.clone(),
+            message,
+            retryable,
+        };
+        let (token, expires_in) = match read_answer(resp).await {
+            Ok(token) => token,
+            Err(NoToken::Malformed(m)) => return Err(auth_err(m, false)),
+            Err(NoToken::Refused(r)) => {
+                let desc = r.description.lines().next().unwrap_or("");
+                let hint = match (&self.credential, r.retryable) {
+                    (_, true) => "",
+                    (GraphCredential::Secret(_), false) => {
+                        " — check tenant_id, client_id and the secret in the variable named by client_secret_env"
+                    }
+                    (GraphCredential::Certificate(_), false) => {
+                        " — check tenant_id, client_id and that the certificate in the file named by client_certificate_env is one uploaded to the app registration (Certificates & secrets)"
+                    }
+                };
+                return Err(auth_err(
+                    format!("HTTP {} {}: {desc}{hint}", r.status, r.error),
+                    r.retryable,
+                ));
+            }
+        };
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            auth_err(
+                "the access_token holds characters not allowed in an HTTP header".into(),
+                false,
+            )
+        })?;
         header.set_sensitive(true);
-        let expires_in = Duration::from_secs(
-            body.get("expires_in")
-                .and_then(Value::as_u64)
-                .unwrap_or(3599),
-        );
-        let margin = (expires_in / 4).min(Duration::from_secs(300));
         tracing::debug!(expires_in = expires_in.as_secs(), "graph: token acquired");
-        Ok(Cached {
-            header,
-            refresh_at: started + expires_in - margin,
-            expires_at: started + expires_in,
-        })
+        Ok((header, expires_in))
     }
 }
