@@ -126,6 +126,8 @@ struct RunResult {
     throttled: u64,
     violations: usize,
     failed: u64,
+    decreases: u64,
+    min_limit: f64,
 }
 
 fn ceiling_secs(a: &Args) -> f64 {
@@ -181,7 +183,7 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
         },
         opts,
     );
-    let target = Target::Graph(GraphTarget::new("graph", client));
+    let target = Target::Graph(GraphTarget::new("graph", client.clone()));
     let work: Vec<CalendarWork> = (0..a.mailboxes)
         .map(|m| {
             let mailbox = format!("s{m:05}@uni.example");
@@ -216,7 +218,16 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
     let secs = t0.elapsed().as_secs_f64();
     let client_cpu = thread_cpu() - cpu0;
     let stats = emu.stats();
+    // How often the mailboxes' adaptive limits backed off, and how low they went.
+    let (mut decreases, mut min_limit) = (0u64, f64::MAX);
+    for m in 0..a.mailboxes {
+        let l = client.mailbox_limit(&format!("s{m:05}@uni.example"));
+        decreases += l.decreases;
+        min_limit = min_limit.min(l.min_limit);
+    }
     let r = RunResult {
+        decreases,
+        min_limit,
         secs,
         events: written,
         client_cpu,
@@ -263,7 +274,7 @@ fn main() {
         let per_k = r.client_cpu.as_secs_f64() * 1000.0 / (r.events.max(1) as f64 / 1000.0);
         let tp = r.throttled as f64 * 100.0 / r.emulator_requests.max(1) as f64;
         println!(
-            "run {}: {} events in {:.2} s = {:.0} events/s ({:.1}% of ceiling); client CPU {:.2} s ({:.1} ms per 1,000 events); {} Graph requests, {} throttled ({:.2}%), {} violations, {} failed",
+            "run {}: {} events in {:.2} s = {:.0} events/s ({:.1}% of ceiling); client CPU {:.2} s ({:.1} ms per 1,000 events); {} Graph requests, {} throttled ({:.2}%), {} violations, {} failed; adaptive limits backed off {} times (lowest {})",
             run + 1,
             r.events,
             r.secs,
@@ -275,7 +286,9 @@ fn main() {
             r.throttled,
             tp,
             r.violations,
-            r.failed
+            r.failed,
+            r.decreases,
+            r.min_limit
         );
         assert_eq!(r.violations, 0, "the emulator recorded violations");
         rates.push(rate);

@@ -7,8 +7,8 @@
 //! * **Decrease** (multiplicative, × `decrease_ratio`): on back-pressure
 //!   (429, 503, timeouts) and on rising latency, i.e. a response slower than
 //!   the long-term mean by more than `rtt_deviation_scale` mean deviations
-//!   *and* by more than `rtt_tolerance` of the mean (judged once a few round
-//!   trips have set the baseline). At most once per round
+//!   *and* by more than `rtt_tolerance` of the mean, twice in a row (judged
+//!   once a few round trips have set the baseline). At most once per round
 //!   trip: an answer to a request sent before the last decrease does not
 //!   decrease again (a throttled batch's several 429s count once).
 //! * **Increase** (additive, +1 per limit's worth of healthy answers, i.e.
@@ -74,6 +74,10 @@ pub enum Feedback {
 /// answers only set the baseline.
 const WARM_UP: u32 = 3;
 
+/// Slow answers in a row that count as rising latency: a single slow one
+/// is as often this host stalling (CPU starved) as the service slowing.
+const SLOW_IN_A_ROW: u32 = 2;
+
 struct Waiter {
     want: u32,
     tx: oneshot::Sender<u32>,
@@ -89,6 +93,8 @@ struct State {
     rtt_dev: f64,
     /// Round trips measured so far; latency is judged only after a few.
     samples: u32,
+    /// Slow answers in a row (one alone is noise: a stall of this host).
+    slow_streak: u32,
     /// Bumped at every decrease; permits remember the epoch they were taken in.
     epoch: u64,
     /// The limit was reached since the calendar was last idle.
@@ -169,6 +175,7 @@ impl AdaptiveLimit {
                 rtt_mean: None,
                 rtt_dev: 0.0,
                 samples: 0,
+                slow_streak: 0,
                 epoch: 0,
                 hit: false,
                 min_seen: limit,
@@ -246,13 +253,15 @@ impl AdaptiveLimit {
             }
             Feedback::Ok(rtt) => {
                 let rtt = rtt.as_secs_f64();
-                let congested = match s.rtt_mean {
+                let slow = match s.rtt_mean {
                     Some(mean) if s.samples >= WARM_UP => {
                         rtt > mean + s.cfg.rtt_deviation_scale * s.rtt_dev
                             && rtt > mean * (1.0 + s.cfg.rtt_tolerance)
                     }
                     _ => false,
                 };
+                s.slow_streak = if slow { s.slow_streak + 1 } else { 0 };
+                let congested = s.slow_streak >= SLOW_IN_A_ROW;
                 s.samples = s.samples.saturating_add(1);
                 let a = s.cfg.ewma_alpha;
                 match s.rtt_mean {
@@ -266,7 +275,7 @@ impl AdaptiveLimit {
                     if epoch == s.epoch {
                         s.decrease();
                     }
-                } else if s.hit {
+                } else if !slow && s.hit {
                     let max = f64::from(s.cfg.max);
                     s.limit = (s.limit + f64::from(slots) / s.limit.max(1.0)).min(max);
                 }
@@ -428,6 +437,10 @@ mod tests {
         // 20% slower: noise, no decrease.
         rounds(&l, 2, Feedback::Ok(RTT.mul_f64(1.2))).await;
         assert_eq!(l.limit(), 4);
+        // One stall alone (this host busy for a moment): no decrease either.
+        l.acquire(1).await.done(Feedback::Ok(RTT * 5));
+        rounds(&l, 5, Feedback::Ok(RTT)).await;
+        assert_eq!(l.stats().decreases, 0);
         // Three times slower: congestion.
         rounds(&l, 1, Feedback::Ok(RTT * 3)).await;
         assert!(l.limit() < 4, "{:?}", l.stats());
