@@ -5,7 +5,6 @@
 //! ridden out with backoff. Zero client violations in each.
 
 mod google_common;
-mod graph_common;
 mod util;
 
 use std::collections::BTreeSet;
@@ -13,7 +12,7 @@ use std::time::Duration;
 
 use edusync_testkit::google::{Faults, GoogleEmulatorConfig};
 use google_common::GoogleEnv;
-use graph_common::{bulk_timetable, wait_until};
+use util::api::{bulk_timetable, sync_until_clean, wait_until};
 
 const STUDENTS: usize = 4;
 const EVENTS: usize = 60;
@@ -31,25 +30,6 @@ fn assert_exact(g: &GoogleEnv, users: &[String], events: usize) {
         let all = g.emu.events(u, Some(google_common::CALENDAR)).len();
         assert_eq!(all, events, "{u}: {all} events in the calendar");
     }
-}
-
-/// Runs sync cycles until one applies cleanly (at most `max`).
-fn sync_until_clean(g: &GoogleEnv, max: usize) {
-    for _ in 0..max {
-        let out = g.env.sync_cmd("teaching").run();
-        if out.code() == Some(0) {
-            let r = &out.json_lines()[0];
-            if r["status"] == "applied" && r["failed_ops"] == 0 {
-                return;
-            }
-        }
-        assert!(
-            matches!(out.code(), Some(0) | Some(1)),
-            "sync may fail with work pending, nothing else{}",
-            out.describe()
-        );
-    }
-    panic!("no clean cycle in {max} tries");
 }
 
 #[test]
@@ -86,7 +66,7 @@ fn kill_9_during_apply_then_rerun_leaves_exact_events_without_duplicates() {
     assert!(g.emu.stats().dropped > 0);
 
     // Still dropping connections; the re-runs finish anyway.
-    sync_until_clean(&g, 4);
+    sync_until_clean(&g.env, 4);
     g.emu.set_faults(Faults::default());
     assert_exact(&g, &users, EVENTS);
     assert_eq!(g.emu.stats().inserts, total, "no event was inserted twice");
@@ -111,7 +91,7 @@ fn a_storm_of_rate_limit_answers_is_ridden_out_politely() {
         error_rate: 0.05,
         ..Faults::default()
     });
-    sync_until_clean(&g, 3);
+    sync_until_clean(&g.env, 3);
     g.emu.set_faults(Faults::default());
     assert_exact(&g, &users, 30);
     let stats = g.emu.stats();

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use edusync_testkit::google::{self, EmulatedEvent, GoogleEmulator, GoogleEmulatorConfig};
 
+use crate::util::api::{by_event_id, emulator_runtime, profile_config};
 use crate::util::{Env, Source};
 
 pub const KEY_ENV: &str = "EDUSYNC_GOOGLE_KEY";
@@ -30,11 +31,7 @@ impl GoogleEnv {
     }
 
     pub fn with_config(cfg: GoogleEmulatorConfig) -> GoogleEnv {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = emulator_runtime();
         let emu = rt.block_on(google::spawn(cfg));
         let g = GoogleEnv {
             env: Env::new(),
@@ -51,35 +48,16 @@ impl GoogleEnv {
 
     /// Writes the config; `extra` lines go inside `[[profiles]]`.
     pub fn write_config(&self, extra: &str) {
-        self.env.write_config_text(&format!(
-            r#"state = "sqlite://./state.db"
-
-[[profiles]]
-name = "teaching"
-timezone = "Europe/London"
-{extra}
-
-[profiles.source]
-url = "sqlite://./tt.db"
-prefix = "tt_"
-
-[profiles.window]
-past_days = 7
-future_days = 365
-
-[profiles.guard]
-max_delete_percent = 100
-
-[[profiles.targets]]
-kind = "google"
+        let target = format!(
+            r#"kind = "google"
 credentials_file_env = "{KEY_ENV}"
 calendar = "{CALENDAR}"
 token_url = "{token}"
-api_url = "{api}"
-"#,
+api_url = "{api}""#,
             token = self.emu.token_url(),
             api = self.emu.api_url(),
-        ));
+        );
+        self.env.write_config_text(&profile_config(extra, &target));
     }
 
     pub fn source(&self) -> Source {
@@ -89,23 +67,12 @@ api_url = "{api}"
     /// edusync's events of profile `teaching` in `user`'s Timetable calendar,
     /// by event id. Fails on two events for one id (a duplicate).
     pub fn synced(&self, user: &str) -> BTreeMap<String, EmulatedEvent> {
-        let mut out = BTreeMap::new();
-        for e in self.emu.events(user, Some(CALENDAR)) {
-            let Some(key) = e.private.get("edusyncKey") else {
-                continue;
-            };
-            let Some(id) = key.strip_prefix("teaching/") else {
-                continue;
-            };
-            let id = id.to_string();
-            if let Some(prev) = out.insert(id.clone(), e) {
-                panic!(
-                    "{user}: two events for {id}: {} and {}",
-                    prev.id, out[&id].id
-                );
-            }
-        }
-        out
+        by_event_id(
+            user,
+            self.emu.events(user, Some(CALENDAR)),
+            |e| e.private.get("edusyncKey").cloned(),
+            |e| e.id.clone(),
+        )
     }
 
     /// `user → event ids` of every user in `users`.
@@ -132,11 +99,4 @@ api_url = "{api}"
     pub fn sync(&self) -> serde_json::Value {
         self.env.sync("teaching")
     }
-}
-
-/// Expected holdings from `(user, [event ids])`.
-pub fn expect(rows: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
-    rows.iter()
-        .map(|(u, ids)| (u.to_string(), ids.iter().map(|s| s.to_string()).collect()))
-        .collect()
 }

@@ -5,11 +5,14 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use edusync_testkit::graph::{self, EmulatedEvent, GraphEmulator, GraphEmulatorConfig};
 
-use crate::util::{self, Env, Ev, Source};
+// For the graph_* tests, which do not each use every one.
+#[allow(unused_imports)]
+pub use crate::util::api::{bulk_timetable, expect, wait_until};
+use crate::util::api::{by_event_id, emulator_runtime, profile_config};
+use crate::util::{Env, Source};
 
 pub const SECRET_ENV: &str = "EDUSYNC_GRAPH_SECRET";
 /// Holds the path of the PEM file of a certificate credential.
@@ -32,11 +35,7 @@ impl GraphEnv {
     }
 
     pub fn with_config(cfg: GraphEmulatorConfig) -> GraphEnv {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = emulator_runtime();
         // Children inherit it; every test uses the emulator's default secret.
         std::env::set_var(SECRET_ENV, &cfg.client_secret);
         let emu = rt.block_on(graph::spawn(cfg));
@@ -68,37 +67,18 @@ impl GraphEnv {
     pub fn write_config_with(&self, extra: &str, credential: &str) {
         let url = self.emu.url();
         let cfg = self.emu.config();
-        self.env.write_config_text(&format!(
-            r#"state = "sqlite://./state.db"
-
-[[profiles]]
-name = "teaching"
-timezone = "Europe/London"
-{extra}
-
-[profiles.source]
-url = "sqlite://./tt.db"
-prefix = "tt_"
-
-[profiles.window]
-past_days = 7
-future_days = 365
-
-[profiles.guard]
-max_delete_percent = 100
-
-[[profiles.targets]]
-kind = "graph"
+        let target = format!(
+            r#"kind = "graph"
 tenant_id = "{tenant}"
 client_id = "{client}"
 {credential}
 calendar = "{CALENDAR}"
 authority_url = "{url}"
-graph_url = "{url}"
-"#,
+graph_url = "{url}""#,
             tenant = cfg.tenant_id,
             client = cfg.client_id,
-        ));
+        );
+        self.env.write_config_text(&profile_config(extra, &target));
     }
 
     pub fn source(&self) -> Source {
@@ -108,21 +88,9 @@ graph_url = "{url}"
     /// edusync's events of profile `teaching` in `upn`'s Timetable calendar,
     /// by event id. Fails on two events for one id (a duplicate).
     pub fn synced(&self, upn: &str) -> BTreeMap<String, EmulatedEvent> {
-        let mut out = BTreeMap::new();
-        for e in self.emu.calendar_events(upn, CALENDAR) {
-            let Some(key) = marker(&e) else { continue };
-            let Some(id) = key.strip_prefix("teaching/") else {
-                continue;
-            };
-            let id = id.to_string();
-            if let Some(prev) = out.insert(id.clone(), e) {
-                panic!(
-                    "{upn}: two events for {id}: {} and {}",
-                    prev.id, out[&id].id
-                );
-            }
-        }
-        out
+        by_event_id(upn, self.emu.calendar_events(upn, CALENDAR), marker, |e| {
+            e.id.clone()
+        })
     }
 
     /// `upn → event ids` of every mailbox in `upns`.
@@ -153,45 +121,4 @@ pub fn marker(e: &EmulatedEvent) -> Option<String> {
         .iter()
         .find(|(id, _)| id.ends_with(MARKER_NAME))
         .map(|(_, v)| v.clone())
-}
-
-/// Expected holdings from `(upn, [event ids])`.
-pub fn expect(rows: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
-    rows.iter()
-        .map(|(u, ids)| (u.to_string(), ids.iter().map(|s| s.to_string()).collect()))
-        .collect()
-}
-
-/// A timetable of `students` students (s01…@uni.example) in one group,
-/// attending `events` one-hour events (B001…) on the days after tomorrow.
-pub fn bulk_timetable(src: &Source, students: usize, events: usize) -> Vec<String> {
-    let mut upns = Vec::new();
-    let ids: Vec<String> = (1..=students).map(|i| format!("S{i:02}")).collect();
-    for id in &ids {
-        upns.push(src.student(id));
-    }
-    let members: Vec<&str> = ids.iter().map(String::as_str).collect();
-    src.group("G-ALL", "Everyone", &members);
-    for n in 0..events {
-        let day = util::days_from_now(2 + (n / 8) as i64, 9 + (n % 8) as i8);
-        let end = day.checked_add(jiff::ToSpan::hours(1)).unwrap();
-        let id = format!("B{n:03}");
-        src.event(&Ev::new(
-            &id,
-            &format!("Lecture {n}"),
-            &util::wall(day),
-            &util::wall(end),
-        ));
-        src.event_group(&id, "G-ALL");
-    }
-    upns
-}
-
-/// Waits until `f` holds, polling; fails after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

@@ -9,8 +9,11 @@
 //!   eight views (as tables), so each test knows exactly what to expect.
 //! - [`parse_ics_dir`]: every `.ics` file of a folder parsed by Python's
 //!   `icalendar`, an independent reader of what edusync writes.
+//! - [`api`]: what the tests of the API targets (Graph, Google) share.
 
 #![allow(dead_code)]
+
+pub mod api;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
