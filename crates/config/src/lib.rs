@@ -6,7 +6,7 @@
 //! names the key, the file and the line, and says what to do.
 //!
 //! Secrets never live in the file: a key ending in `_env` names an
-//! environment variable, read with [`secret_from_env`] only when the secret
+//! environment variable, read with [`EnvKey::read`] only when the secret
 //! is needed.
 
 use std::fmt;
@@ -263,8 +263,6 @@ pub struct GraphConfig {
     pub calendar: String,
     pub authority_url: String,
     pub graph_url: String,
-    /// The config file the target was read from (for messages about its keys).
-    pub config_path: PathBuf,
 }
 
 /// How a `graph` target proves itself to the Microsoft identity platform.
@@ -313,6 +311,8 @@ pub struct EnvKey {
     pub var: String,
     /// Dotted key path, for messages (`profiles[0].targets[1].client_secret_env`).
     pub key: String,
+    /// The config file that names it, for messages.
+    pub config: PathBuf,
 }
 
 impl fmt::Debug for EnvKey {
@@ -321,15 +321,18 @@ impl fmt::Debug for EnvKey {
     }
 }
 
-/// Reads the secret named by `env` from the environment.
-pub fn secret_from_env(config_path: &Path, env: &EnvKey) -> Result<String, ConfigError> {
-    match std::env::var(&env.var) {
-        Ok(v) if !v.is_empty() => Ok(v),
-        _ => Err(ConfigError::MissingEnv {
-            var: env.var.clone(),
-            key: env.key.clone(),
-            path: config_path.to_path_buf(),
-        }),
+impl EnvKey {
+    /// Reads the secret from the environment; unset or empty is an error
+    /// naming the variable, the key and the config file.
+    pub fn read(&self) -> Result<String, ConfigError> {
+        match std::env::var(&self.var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            _ => Err(ConfigError::MissingEnv {
+                var: self.var.clone(),
+                key: self.key.clone(),
+                path: self.config.clone(),
+            }),
+        }
     }
 }
 
@@ -339,7 +342,7 @@ impl Config {
     pub fn state_password(&self) -> Result<Option<String>, ConfigError> {
         self.state_password_env
             .as_ref()
-            .map(|env| secret_from_env(&self.path, env))
+            .map(EnvKey::read)
             .transpose()
     }
 
@@ -661,6 +664,7 @@ impl Cx<'_> {
             Some(v) => Some(EnvKey {
                 var: v.into_inner(),
                 key: "state_password_env".into(),
+                config: self.path.to_path_buf(),
             }),
         };
         let server = ServerConfig {
@@ -876,6 +880,7 @@ impl Cx<'_> {
                     Some(v) => Some(EnvKey {
                         var: v.into_inner(),
                         key: format!("profiles[{i}].source.password_env"),
+                        config: self.path.to_path_buf(),
                     }),
                 };
                 SourceConfig { url, prefix, password_env }
@@ -1059,6 +1064,7 @@ impl Cx<'_> {
         let env = |var: String, key: &str| EnvKey {
             var,
             key: format!("{at}.{key}"),
+            config: self.path.to_path_buf(),
         };
         let kind_v = match kind.get_ref().as_str() {
             "graph" => TargetKind::Graph(GraphConfig {
@@ -1089,7 +1095,6 @@ impl Cx<'_> {
                 calendar: t.calendar.unwrap_or_else(|| "Timetable".to_string()),
                 authority_url: trim_slash(t.authority_url.unwrap_or_else(|| "https://login.microsoftonline.com".into())),
                 graph_url: trim_slash(t.graph_url.unwrap_or_else(|| "https://graph.microsoft.com".into())),
-                config_path: self.path.to_path_buf(),
             }),
             "caldav" => {
                 let url = match t.calendar_url {

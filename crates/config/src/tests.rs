@@ -202,8 +202,9 @@ fn missing_secret_env_is_explained() {
     let key = EnvKey {
         var: "EDUSYNC_TEST_SURELY_UNSET_VAR".into(),
         key: "profiles[0].targets[0].client_secret_env".into(),
+        config: PathBuf::from("e.toml"),
     };
-    let e = secret_from_env(Path::new("e.toml"), &key).unwrap_err();
+    let e = key.read().unwrap_err();
     assert_eq!(e.to_string(), "environment variable EDUSYNC_TEST_SURELY_UNSET_VAR is not set (named by `profiles[0].targets[0].client_secret_env` in e.toml); export it before running edusync");
 }
 
@@ -295,9 +296,9 @@ fn graph_certificate_credential() {
         GraphCredentialConfig::Certificate(EnvKey {
             var: "EDUSYNC_GRAPH_CERT".into(),
             key: "profiles[0].targets[0].client_certificate_env".into(),
+            config: PathBuf::from("/etc/edusync/edusync.toml"),
         })
     );
-    assert_eq!(g.config_path, Path::new("/etc/edusync/edusync.toml"));
     let summary = c.redacted_summary();
     assert!(
         summary.contains("client_certificate_env = \"EDUSYNC_GRAPH_CERT\" # value hidden"),

@@ -76,7 +76,7 @@ fn graph_target(
     use edusync_targets::graph::GraphCredential;
     let usage =
         |e: String| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name));
-    let value = edusync_config::secret_from_env(&g.config_path, g.credential.env())
+    let value = g.credential.env().read()
         .map_err(|e| usage(e.to_string()))?;
     let credential = match &g.credential {
         GraphCredentialConfig::Secret(_) => GraphCredential::Secret(value),
@@ -107,11 +107,7 @@ fn google_target(
 ) -> Result<edusync_targets::google::GoogleTarget> {
     let usage =
         |e: String| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name));
-    let path = edusync_config::secret_from_env(
-        std::path::Path::new("the config file"),
-        &g.credentials_file_env,
-    )
-    .map_err(|e| {
+    let path = g.credentials_file_env.read().map_err(|e| {
         usage(format!(
             "{e} (it must hold the path of the Google service account's JSON key file)"
         ))
@@ -140,9 +136,9 @@ fn caldav_target(
 ) -> Result<edusync_targets::caldav::CaldavTarget> {
     let password = match &c.password_env {
         Some(env) => Some(
-            edusync_config::secret_from_env(std::path::Path::new("the config file"), env).map_err(
-                |e| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name)),
-            )?,
+            env.read().map_err(|e| {
+                EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name))
+            })?,
         ),
         None => None,
     };

@@ -123,16 +123,10 @@ fn password(source: &SourceConfig) -> Result<Option<String>, SourceError> {
     let Some(env) = &source.password_env else {
         return Ok(None);
     };
-    match std::env::var(&env.var) {
-        Ok(v) if !v.is_empty() => Ok(Some(v)),
-        _ => Err(SourceError::Open {
-            source_name: source.url.redacted(),
-            detail: format!(
-                "environment variable {} (named by `{}`) is not set; export it with the database password",
-                env.var, env.key
-            ),
-        }),
-    }
+    env.read().map(Some).map_err(|e| SourceError::Open {
+        source_name: source.url.redacted(),
+        detail: format!("{e} (it holds the database password)"),
+    })
 }
 
 /// The expected kind of each column, for error messages.
