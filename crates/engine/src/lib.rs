@@ -76,7 +76,10 @@ fn graph_target(
     use edusync_targets::graph::GraphCredential;
     let usage =
         |e: String| EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name));
-    let value = g.credential.env().read()
+    let value = g
+        .credential
+        .env()
+        .read()
         .map_err(|e| usage(e.to_string()))?;
     let credential = match &g.credential {
         GraphCredentialConfig::Secret(_) => GraphCredential::Secret(value),
@@ -135,11 +138,9 @@ fn caldav_target(
     c: &edusync_config::CaldavConfig,
 ) -> Result<edusync_targets::caldav::CaldavTarget> {
     let password = match &c.password_env {
-        Some(env) => Some(
-            env.read().map_err(|e| {
-                EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name))
-            })?,
-        ),
+        Some(env) => Some(env.read().map_err(|e| {
+            EngineError::Usage(format!("profile {:?}: target {name:?}: {e}", profile.name))
+        })?),
         None => None,
     };
     edusync_targets::caldav::CaldavTarget::new(
