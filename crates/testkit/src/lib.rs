@@ -1,5 +1,6 @@
 //! Service emulators and fixtures shared by edusync's tests.
 
+pub mod cli;
 pub mod dav;
 pub mod google;
 pub mod graph;

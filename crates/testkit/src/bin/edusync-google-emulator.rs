@@ -10,32 +10,21 @@
 //! `--key-file`, a service account key file the emulator accepts is written
 //! there (the test key; never use it anywhere else).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use edusync_testkit::cli::CommonArgs;
 use edusync_testkit::google::{self, GoogleEmulatorConfig, RateLimit};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "edusync-google-emulator",
-    about = "A Google Calendar API emulator (service-account token endpoint, calendars, events, quotas, usage limits) for demos and tests"
+    about = "A Google Calendar API emulator (service-account token endpoint, calendars, events, quotas, usage limits) for demos and tests; in the users file, `email read-only` starts that calendar usage-limited"
 )]
 struct Args {
-    /// Address to listen on (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// File of users: one email a line, optionally followed by `read-only`.
-    #[arg(
-        long,
-        conflicts_with = "auto_users",
-        required_unless_present = "auto_users"
-    )]
-    users: Option<PathBuf>,
-    /// Any email is a user of the domain.
-    #[arg(long)]
-    auto_users: bool,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Writes a service account key file the emulator accepts here.
     #[arg(long)]
     key_file: Option<PathBuf>,
@@ -45,49 +34,20 @@ struct Args {
     /// Requests of the project per minute (Google: 10,000).
     #[arg(long, default_value_t = 10_000)]
     project_quota: u32,
-    /// Added latency per API request, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
-}
-
-fn read_users(path: &PathBuf) -> Result<(Vec<String>, Vec<String>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (mut users, mut read_only) = (Vec::new(), Vec::new());
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let mut parts = line.split_whitespace();
-        let Some(email) = parts.next() else { continue };
-        match parts.next() {
-            None => {}
-            Some("read-only") => read_only.push(email.to_string()),
-            Some(other) => {
-                return Err(format!(
-                    "{}:{}: unknown flag '{other}' (use read-only or nothing)",
-                    path.display(),
-                    n + 1
-                ))
-            }
-        }
-        users.push(email.to_string());
-    }
-    Ok((users, read_only))
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let (users, read_only) = match &args.users {
-        Some(p) => read_users(p).unwrap_or_else(|e| {
-            eprintln!("error: --users {e}");
-            std::process::exit(2);
-        }),
-        None => (Vec::new(), Vec::new()),
-    };
+    let c = &args.common;
+    let listed = c.users_or_exit(&["read-only"]);
+    let users: Vec<String> = listed.iter().map(|(u, _)| u.clone()).collect();
+    let read_only = listed.iter().filter(|(_, s)| s.is_some()).map(|(u, _)| u);
     let minute = Duration::from_secs(60);
     let config = GoogleEmulatorConfig {
-        listen: args.listen,
+        listen: c.listen,
         users,
-        auto_users: args.auto_users,
+        auto_users: c.auto_users,
         user_rate: RateLimit {
             requests: args.user_quota,
             window: minute,
@@ -99,10 +59,10 @@ async fn main() {
         ..GoogleEmulatorConfig::default()
     };
     let emu = google::spawn(config).await;
-    for u in &read_only {
+    for u in read_only {
         emu.set_read_only(u, true);
     }
-    emu.set_latency(Duration::from_millis(args.latency_ms));
+    emu.set_latency(Duration::from_millis(c.latency_ms));
     if let Some(path) = &args.key_file {
         if let Err(e) = std::fs::write(path, emu.key_file_json()) {
             eprintln!("error: --key-file {}: {e}", path.display());
