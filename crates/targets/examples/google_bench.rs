@@ -10,6 +10,13 @@
 //!     --users 10 --events 1000 --latency-ms 100 --runs 3
 //! ```
 //!
+//! With `--drift-check`, after each load every calendar is checked for
+//! drift as a later cycle checks it (a new client: nothing cached, 32
+//! calendars at a time), first without a stored change marker (a full
+//! listing: find the calendar, list its edusync events) and then with the
+//! marker that listing handed back (the changes since its sync token);
+//! the requests and time of each are printed side by side.
+//!
 //! The ceiling is the fastest any client could finish under the same
 //! quotas the emulator enforces: each user's requests (one per event, plus
 //! two to find and create the calendar) go 600 per 60 s window, the first
@@ -25,8 +32,9 @@ use edusync_targets::google::{
     GoogleClient, GoogleClientOptions, GoogleSettings, GoogleTarget, ServiceAccountKey,
 };
 use edusync_targets::rate::RequestRate;
-use edusync_targets::{CalendarOp, OpKind, Outcome, Target};
+use edusync_targets::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, Target};
 use edusync_testkit::google::{self, GoogleEmulatorConfig, RateLimit};
+use futures_util::stream::{self, StreamExt};
 
 struct Args {
     users: usize,
@@ -35,6 +43,7 @@ struct Args {
     user_quota: u32,
     project_quota: u32,
     runs: usize,
+    drift_check: bool,
 }
 
 fn args() -> Args {
@@ -45,6 +54,7 @@ fn args() -> Args {
         user_quota: 600,
         project_quota: 10_000,
         runs: 3,
+        drift_check: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -57,6 +67,11 @@ fn args() -> Args {
             "--user-quota" => a.user_quota = val.parse().expect("--user-quota N"),
             "--project-quota" => a.project_quota = val.parse().expect("--project-quota N"),
             "--runs" => a.runs = val.parse().expect("--runs N"),
+            "--drift-check" => {
+                a.drift_check = true;
+                i += 1;
+                continue;
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -160,15 +175,13 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
         }),
         ..GoogleClientOptions::default()
     };
-    let client = GoogleClient::with_options(
-        GoogleSettings {
-            token_url: emu.token_url(),
-            api_url: emu.api_url(),
-            calendar: "Timetable".into(),
-            key: std::sync::Arc::new(key),
-        },
-        opts,
-    );
+    let settings = GoogleSettings {
+        token_url: emu.token_url(),
+        api_url: emu.api_url(),
+        calendar: "Timetable".into(),
+        key: std::sync::Arc::new(key),
+    };
+    let client = GoogleClient::with_options(settings.clone(), opts.clone());
     let target = Target::Google(GoogleTarget::new("google", client));
     let work: Vec<CalendarWork> = (0..a.users)
         .map(|u| {
@@ -200,6 +213,9 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
     ));
     let secs = t0.elapsed().as_secs_f64();
     let stats = emu.stats();
+    if a.drift_check {
+        rt.block_on(drift_check(a, &emu, &settings, &opts));
+    }
     let r = RunResult {
         secs,
         events: written,
@@ -211,6 +227,79 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
     drop(emu);
     drop(emu_rt);
     r
+}
+
+/// A no-change drift check of every calendar, without and then with the
+/// stored change marker, each by a new client; prints both.
+async fn drift_check(
+    a: &Args,
+    emu: &google::GoogleEmulator,
+    settings: &GoogleSettings,
+    opts: &GoogleClientOptions,
+) {
+    let users: Vec<String> = (0..a.users)
+        .map(|u| format!("s{u:05}@uni.example"))
+        .collect();
+    let check = |hints: Vec<CalendarHint>| {
+        let target = GoogleTarget::new(
+            "google",
+            GoogleClient::with_options(settings.clone(), opts.clone()),
+        );
+        let users = users.clone();
+        async move {
+            let before = emu.stats().requests;
+            let t0 = Instant::now();
+            let listings: Vec<Listing> = stream::iter(users.iter().zip(hints))
+                .map(|(u, hint)| {
+                    let target = &target;
+                    async move { target.list_checked(u, "bench", &hint).await.unwrap() }
+                })
+                .buffered(32)
+                .collect()
+                .await;
+            (
+                listings,
+                emu.stats().requests - before,
+                t0.elapsed().as_secs_f64(),
+            )
+        }
+    };
+    let (full, full_requests, full_secs) = check(vec![CalendarHint::default(); users.len()]).await;
+    // What the ledger holds after the load, and the stored marker.
+    let hints: Vec<CalendarHint> = full
+        .iter()
+        .map(|l| {
+            let mut h = CalendarHint {
+                marker: l.marker.clone(),
+                ..CalendarHint::default()
+            };
+            for i in &l.items {
+                h.items.insert(i.remote_id.clone(), i.event_id.clone());
+                h.etags
+                    .insert(i.remote_id.clone(), i.etag.clone().unwrap_or_default());
+            }
+            h
+        })
+        .collect();
+    let (marked, marked_requests, marked_secs) = check(hints).await;
+    for (f, m) in full.iter().zip(&marked) {
+        assert_eq!(f.items.len(), a.events);
+        assert_eq!(
+            m.items.len(),
+            a.events,
+            "the marker's answer holds the same events"
+        );
+    }
+    println!(
+        "drift check of {} calendars: without marker {} requests in {:.2} s; with marker {} requests in {:.2} s ({:.1}x fewer requests, {:.1}x faster)",
+        a.users,
+        full_requests,
+        full_secs,
+        marked_requests,
+        marked_secs,
+        full_requests as f64 / marked_requests.max(1) as f64,
+        full_secs / marked_secs
+    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
