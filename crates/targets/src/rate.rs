@@ -26,6 +26,10 @@
 //! 10-second app window, where the service's admission lag matters). An
 //! unpaced window may be spent as fast as the requests in flight allow, as
 //! Outlook's mailbox window and Google's quotas permit.
+//!
+//! [`Hold`] is the other half of staying polite: a calendar held back
+//! until an instant (Graph's `Retry-After`, Google's backoff after a
+//! rate-limit answer), which only ever lengthens.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -202,6 +206,35 @@ pub async fn take_all(windows: &[&SlidingWindow], n: u32) {
     }
 }
 
+/// One calendar's requests held back until an instant; a shorter hold
+/// never cuts a longer one short.
+#[derive(Default)]
+pub struct Hold {
+    until: Mutex<Option<Instant>>,
+}
+
+impl Hold {
+    /// How long the hold still lasts, if it does.
+    pub fn held_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        lock(&self.until).and_then(|t| (t > now).then(|| t - now))
+    }
+
+    /// Holds for `d` from now (or longer, if already held longer).
+    pub fn hold(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut h = lock(&self.until);
+        *h = Some(h.map_or(until, |t| t.max(until)));
+    }
+
+    /// Waits until no hold is left (one made while waiting included).
+    pub async fn wait(&self) {
+        while let Some(left) = self.held_for() {
+            tokio::time::sleep(left).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -235,6 +268,23 @@ mod tests {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_hold_only_lengthens_and_is_waited_out() {
+        let h = Hold::default();
+        assert!(h.held_for().is_none());
+        h.hold(Duration::from_millis(150));
+        h.hold(Duration::from_millis(20));
+        assert!(h.held_for().unwrap() > Duration::from_millis(100));
+        let t = Instant::now();
+        h.wait().await;
+        assert!(
+            t.elapsed() >= Duration::from_millis(120),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(h.held_for().is_none());
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use super::auth::TokenCache;
 use super::mapping::{self, enc, error_parts, is_rate_limit, is_usage_limit, marker_of};
 use super::{GoogleClientOptions, GoogleError, GoogleSettings, RemoteEvent, MARKER_PROFILE};
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats};
-use crate::rate::{take_all, SlidingWindow};
+use crate::rate::{take_all, Hold, SlidingWindow};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -51,32 +51,13 @@ struct Inner {
 /// rate-limit answer, the usage-limit pause, and their share of the quota.
 struct Gate {
     limit: AdaptiveLimit,
-    hold_until: Mutex<Option<Instant>>,
+    held: Hold,
     /// Rate-limit answers since the last success: the backoff's exponent.
     strikes: AtomicU32,
     paused: Mutex<Option<String>>,
     rate: Option<SlidingWindow>,
     /// One calendar lookup or creation at a time.
     calendar: tokio::sync::Mutex<()>,
-}
-
-impl Gate {
-    fn held_for(&self) -> Option<Duration> {
-        let now = Instant::now();
-        lock(&self.hold_until).and_then(|t| (t > now).then(|| t - now))
-    }
-
-    fn hold(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut h = lock(&self.hold_until);
-        *h = Some(h.map_or(until, |t| t.max(until)));
-    }
-
-    async fn wait_hold(&self) {
-        while let Some(left) = self.held_for() {
-            tokio::time::sleep(left).await;
-        }
-    }
 }
 
 /// What came back for one request (other than a retryable failure).
@@ -148,7 +129,7 @@ impl GoogleClient {
                         initial: o.adaptive.initial.min(max),
                         ..o.adaptive
                     }),
-                    hold_until: Mutex::new(None),
+                    held: Hold::default(),
                     strikes: AtomicU32::new(0),
                     paused: Mutex::new(None),
                     rate: o.user_rate.map(SlidingWindow::new),
@@ -216,7 +197,7 @@ impl GoogleClient {
                     message,
                 });
             }
-            gate.wait_hold().await;
+            gate.held.wait().await;
             let permit = gate.limit.acquire(1).await;
             let token = self.inner.tokens.get(&self.inner.http, user).await?;
             let windows: Vec<&SlidingWindow> =
@@ -227,8 +208,8 @@ impl GoogleClient {
             take_all(&windows, 1).await;
             // A rate-limit answer came in while this one waited for its slot:
             // wait out the backoff and count the request again when it goes.
-            if gate.held_for().is_some() {
-                gate.wait_hold().await;
+            if gate.held.held_for().is_some() {
+                gate.held.wait().await;
                 take_all(&windows, 1).await;
             }
             if lock(&gate.paused).is_some() {
@@ -305,7 +286,7 @@ impl GoogleClient {
                             wait_ms = wait.as_millis() as u64,
                             "google: rate limited, backing off"
                         );
-                        gate.hold(wait);
+                        gate.held.hold(wait);
                         Self::retryable(
                             user,
                             Some(status),

@@ -21,7 +21,7 @@ use super::{
     RemoteEvent, MARKER_PROPERTY_ID,
 };
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats, Permit};
-use crate::rate::SlidingWindow;
+use crate::rate::{Hold, SlidingWindow};
 
 /// A Microsoft Graph calendar client. Cheap to clone; clones share the
 /// token, the calendar ids found and each mailbox's limits.
@@ -62,29 +62,18 @@ const BATCH_PARALLELISM: usize = 4;
 /// `Retry-After` ends.
 struct Gate {
     limit: AdaptiveLimit,
-    hold_until: Mutex<Option<Instant>>,
+    held: Hold,
     /// Outlook's requests per mailbox per window, kept by the client.
     rate: Option<SlidingWindow>,
 }
 
 impl Gate {
-    fn held_for(&self) -> Option<Duration> {
-        let now = Instant::now();
-        lock(&self.hold_until).and_then(|t| (t > now).then(|| t - now))
-    }
-
-    fn hold(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut h = lock(&self.hold_until);
-        *h = Some(h.map_or(until, |t| t.max(until)));
-    }
-
     /// Waits out any `Retry-After`, then takes up to `want` slots of the
     /// mailbox's limit. Gives up with the time left when the hold is longer
     /// than `max_wait`.
     async fn enter(&self, want: usize, max_wait: Duration) -> Result<Permit, Duration> {
         loop {
-            if let Some(left) = self.held_for() {
+            if let Some(left) = self.held.held_for() {
                 if left > max_wait {
                     return Err(left);
                 }
@@ -92,7 +81,7 @@ impl Gate {
                 continue;
             }
             let permit = self.limit.acquire(want as u32).await;
-            if self.held_for().is_none() {
+            if self.held.held_for().is_none() {
                 return Ok(permit);
             }
         }
@@ -226,7 +215,7 @@ impl GraphClient {
                         initial: o.adaptive.initial.min(max),
                         ..o.adaptive
                     }),
-                    hold_until: Mutex::new(None),
+                    held: Hold::default(),
                     rate: rate.map(SlidingWindow::new),
                 })
             })
@@ -378,9 +367,9 @@ impl GraphClient {
                 }
                 Ok(a) if a.status == 429 || a.status >= 500 => {
                     if let Some(ra) = a.retry_after {
-                        gate.hold(ra);
+                        gate.held.hold(ra);
                     } else if a.status == 429 {
-                        gate.hold(self.backoff(attempt));
+                        gate.held.hold(self.backoff(attempt));
                     }
                     permit.done(if is_backpressure(a.status) {
                         Feedback::Backoff
@@ -646,7 +635,7 @@ impl GraphClient {
                 };
                 if a.status == 429 || a.status >= 500 {
                     if let Some(ra) = a.retry_after {
-                        gate.hold(ra);
+                        gate.held.hold(ra);
                     } else {
                         transient = true;
                     }
@@ -740,8 +729,8 @@ impl GraphClient {
                         }
                         Interpreted::Retry(e) => {
                             match r.headers.retry_after {
-                                Some(ra) => gate.hold(ra),
-                                None if status == 429 => gate.hold(self.backoff(attempts[i])),
+                                Some(ra) => gate.held.hold(ra),
+                                None if status == 429 => gate.held.hold(self.backoff(attempts[i])),
                                 None => transient = true,
                             }
                             retry_or_fail(
