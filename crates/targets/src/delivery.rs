@@ -128,3 +128,60 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     let jitter = exp.mul_f64(f64::from(nanos % 1000) / 2000.0);
     (exp + jitter).min(Duration::from_secs(60))
 }
+
+/// Runs `each` for every calendar in `calendars`, `width` at a time, and
+/// adds up what they answer (cleardown: events removed). Every calendar is
+/// tried; the first error comes back after all are done, so one calendar
+/// that fails does not stop the others.
+pub async fn sum_per_calendar<E, F, Fut>(
+    calendars: &[String],
+    width: usize,
+    each: F,
+) -> Result<u64, E>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, E>>,
+{
+    let mut results = stream::iter(calendars.iter().cloned())
+        .map(each)
+        .buffer_unordered(width.max(1));
+    let mut total = 0;
+    let mut first_error = None;
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(n) => total += n,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+#[cfg(test)]
+mod sum_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_calendar_is_tried_and_the_first_error_comes_back() {
+        let tried = std::sync::Mutex::new(Vec::new());
+        let cals: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let r = sum_per_calendar(&cals, 2, |c| {
+            tried.lock().unwrap().push(c.clone());
+            async move {
+                match c.as_str() {
+                    "b" => Err(format!("{c} failed")),
+                    _ => Ok(2),
+                }
+            }
+        })
+        .await;
+        assert_eq!(r, Err("b failed".to_string()));
+        assert_eq!(tried.lock().unwrap().len(), 3);
+        let ok = sum_per_calendar(&cals[..1], 2, |_| async { Ok::<_, String>(5) }).await;
+        assert_eq!(ok, Ok(5));
+    }
+}

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use super::client::Written;
 use super::{mapping, GoogleClient, GoogleError, GoogleSettings, RemoteEvent};
+use crate::delivery::sum_per_calendar;
 use crate::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, RemoteItem, TargetError};
 
 /// People worked on at once. The client keeps each person to a few
@@ -291,23 +292,10 @@ impl GoogleTarget {
     /// `users`, found by marker. A person without an edusync calendar (or
     /// without an account) holds nothing to remove.
     pub async fn cleardown(&self, profile: &str, users: &[String]) -> Result<u64, TargetError> {
-        let mut results = stream::iter(users.iter().cloned())
-            .map(|u| async move { self.cleardown_user(profile, &u).await })
-            .buffer_unordered(64);
-        let mut removed = 0;
-        let mut first_error = None;
-        while let Some(r) = results.next().await {
-            match r {
-                Ok(n) => removed += n,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(removed),
-        }
+        sum_per_calendar(users, 64, |u| async move {
+            self.cleardown_user(profile, &u).await
+        })
+        .await
     }
 
     async fn cleardown_user(&self, profile: &str, user: &str) -> Result<u64, TargetError> {

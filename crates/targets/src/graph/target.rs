@@ -328,24 +328,10 @@ impl GraphTarget {
     /// found by marker whatever its date. A mailbox that does not exist or
     /// has no edusync calendar holds nothing to remove.
     pub async fn cleardown(&self, profile: &str, mailboxes: &[String]) -> Result<u64, TargetError> {
-        use futures_util::stream::{self, StreamExt};
-        let mut results = stream::iter(mailboxes.iter().cloned())
-            .map(|m| async move { self.cleardown_mailbox(profile, &m).await })
-            .buffer_unordered(64);
-        let mut removed = 0;
-        let mut first_error = None;
-        while let Some(r) = results.next().await {
-            match r {
-                Ok(n) => removed += n,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(removed),
-        }
+        crate::delivery::sum_per_calendar(mailboxes, 64, |m| async move {
+            self.cleardown_mailbox(profile, &m).await
+        })
+        .await
     }
 
     async fn cleardown_mailbox(&self, profile: &str, mailbox: &str) -> Result<u64, TargetError> {
