@@ -532,6 +532,7 @@ async fn sync_run(
             &p.creates,
             &p.updates,
             deletes,
+            None,
             progress,
         )
         .await?;
@@ -648,6 +649,7 @@ async fn apply_target(
     creates: &[EntryRef],
     updates: &[EntryRef],
     deletes: &[edusync_core::plan::Delete],
+    calendar_limit: Option<usize>,
     progress: &mut dyn Progress,
 ) -> Result<ApplyResult> {
     let tt = &desire.tt;
@@ -765,7 +767,10 @@ async fn apply_target(
         samples: Vec::new(),
     };
     let mut store_error: Option<edusync_store::StoreError> = None;
-    let opts = DeliveryOptions::default();
+    let mut opts = DeliveryOptions::default();
+    if let Some(n) = calendar_limit {
+        opts.calendar_concurrency = n;
+    }
     deliver(target, work, &opts, |ops, outcomes| {
         let mut acks = Vec::with_capacity(ops.len());
         for (op, outcome) in ops.iter().zip(outcomes) {

@@ -339,6 +339,25 @@ pub trait Store: Send + Sync {
         let _ = (profile, target, retry_after);
         Ok(0)
     }
+    /// [`Store::release_claims`] for `people` only (a worker with several
+    /// claims in flight lets one claim go while the others are delivering);
+    /// returns the (person, event) keys it let go.
+    fn release_claims_of(
+        &self,
+        profile: &str,
+        target: &str,
+        people: &[String],
+        retry_after: std::time::Duration,
+    ) -> Result<Vec<(String, String)>> {
+        let _ = (profile, target, people, retry_after);
+        Ok(Vec::new())
+    }
+    /// Extends this worker's leases on a target's ops it still holds to
+    /// `lease` from now (a delivery that outlasts a lease keeps its claims).
+    fn renew_claims(&self, profile: &str, target: &str, lease: std::time::Duration) -> Result<u64> {
+        let _ = (profile, target, lease);
+        Ok(0)
+    }
 
     // ---- Console state (see `console.rs` for the contracts). The defaults
     // answer "not supported" so a store without console tables still syncs.

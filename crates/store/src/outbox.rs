@@ -57,9 +57,13 @@
 //!     wrote. If the source changed between the two reads, the next plan
 //!     sees the difference and updates. An op whose person or event the
 //!     helper's snapshot lacks is released untouched.
-//! 12. **Failures are let go.** After each batch a worker releases what it
-//!     still holds (failed ops) with a delay, so this cycle does not retry
-//!     them in a loop; the next plan resets every lease.
+//! 12. **Failures are let go.** A worker may deliver several claims at
+//!     once (each of whole people, so none shares a calendar with another);
+//!     when one is done it releases what it still holds of that claim's
+//!     people (failed ops) with a delay, and the same delivery pass never
+//!     sends an op it has let go again, so this cycle does not retry them
+//!     in a loop; the next plan resets every lease. While claims are being
+//!     delivered their leases are renewed, so a slow delivery keeps them.
 
 use serde::Serialize;
 

@@ -992,6 +992,33 @@ impl Store for PgStore {
         )
     }
 
+    fn release_claims_of(
+        &self,
+        profile: &str,
+        target: &str,
+        people: &[String],
+        retry_after: Duration,
+    ) -> Result<Vec<(String, String)>> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.rows(
+            "UPDATE outbox SET lease_owner = NULL, lease_until = $4 \
+             WHERE profile = $1 AND target = $2 AND person_id = ANY($3) AND lease_owner = pg_backend_pid() \
+             RETURNING person_id, event_id",
+            &[&profile, &target, &people, &(now() + retry_after.as_secs() as i64)],
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn renew_claims(&self, profile: &str, target: &str, lease: Duration) -> Result<u64> {
+        self.exec(
+            "UPDATE outbox SET lease_until = $3 \
+             WHERE profile = $1 AND target = $2 AND lease_owner = pg_backend_pid()",
+            &[&profile, &target, &(now() + lease.as_secs().max(1) as i64)],
+        )
+    }
+
     fn put_user(&self, u: &ConsoleUser) -> Result<()> {
         self.exec(
             "INSERT INTO console_users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \

@@ -498,6 +498,54 @@ fn claims_take_whole_people_so_a_calendar_has_one_worker_at_a_time() {
     );
 }
 
+#[test]
+fn a_worker_lets_one_of_its_claims_go_and_keeps_the_others_alive() {
+    let db = PgTestDb::create();
+    let a = PgStore::open(&db.url).unwrap();
+    let b = PgStore::open(&db.url).unwrap();
+    let run = a.start_run("t", RunKind::Sync).unwrap();
+    let mut ops = Vec::new();
+    for p in ["p1", "p2", "p3"] {
+        for e in 0..2 {
+            ops.push(OutboxOp {
+                person_id: p.into(),
+                event_id: format!("E{e}"),
+                kind: OpKind::Create,
+                state: OpState::Pending,
+                fingerprint: 1,
+            });
+        }
+    }
+    a.replace_outbox(run, "t", "vdir", &mut ops.into_iter())
+        .unwrap();
+    // Two claims in flight: p1, then p2 with a lease of one second.
+    let first = a.claim("t", "vdir", 2, Duration::from_secs(300)).unwrap();
+    let second = a.claim("t", "vdir", 2, Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        (first[0].person_id.as_str(), second[0].person_id.as_str()),
+        ("p1", "p2")
+    );
+    // The first claim ends: one op acknowledged, the other let go; the
+    // second claim is untouched.
+    a.ack("t", "vdir", &[Ack::Written(entry("p1", "E0", 1))])
+        .unwrap();
+    let gone = a
+        .release_claims_of("t", "vdir", &["p1".to_string()], Duration::ZERO)
+        .unwrap();
+    assert_eq!(gone, vec![("p1".to_string(), "E1".to_string())]);
+    // The second claim outlives its first lease because it is renewed.
+    assert_eq!(
+        a.renew_claims("t", "vdir", Duration::from_secs(300))
+            .unwrap(),
+        2
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let got = b.claim("t", "vdir", 100, Duration::from_secs(300)).unwrap();
+    let mut people: Vec<&str> = got.iter().map(|r| r.person_id.as_str()).collect();
+    people.dedup();
+    assert_eq!(people, vec!["p1", "p3"], "p2 is still a's");
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     /// Plan: replace the outbox with ops over these (person, fingerprint) keys; fp 0 = delete.
