@@ -112,6 +112,20 @@ pub struct Listing {
     pub marker: Option<String>,
 }
 
+/// Percent-encodes `s` for a URL path segment or query value (every byte
+/// but RFC 3986's unreserved characters).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("{target}: {message}")]

@@ -12,9 +12,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::auth::TokenCache;
-use super::mapping::{self, enc, error_parts, is_rate_limit, is_usage_limit, marker_of};
+use super::mapping::{self, error_parts, is_rate_limit, is_usage_limit, marker_of};
 use super::{GoogleClientOptions, GoogleError, GoogleSettings, RemoteEvent, MARKER_PROFILE};
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats};
+use crate::percent_encode as enc;
 use crate::rate::{take_all, Hold, SlidingWindow};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -116,19 +116,6 @@ pub fn is_usage_limit(status: u16, reason: &str, message: &str) -> bool {
                 .contains("calendar usage limits exceeded"))
 }
 
-/// Percent-encodes `s` for a URL path segment or query value.
-pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -572,7 +572,7 @@ async fn the_emulator_checks_the_jwt_grant_and_sync_token_rules() {
     let url = format!(
         "{}/calendars/{}/events?syncToken=sync-1&privateExtendedProperty=edusyncProfile%3Dteaching",
         emu.api_url(),
-        mapping::enc(&cal)
+        crate::percent_encode(&cal)
     );
     let r = http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);

@@ -13,14 +13,15 @@ use serde_json::{json, Value};
 
 use super::auth::TokenCache;
 use super::mapping::{
-    self, odata_string, path_segment, query_value, AnswerBody, Batch, BatchAnswer, BatchRequest,
-    EventBody, Fmt, InnerAnswer, JsonContent,
+    self, odata_string, path_segment, AnswerBody, Batch, BatchAnswer, BatchRequest, EventBody, Fmt,
+    InnerAnswer, JsonContent,
 };
 use super::{
     GraphApplied, GraphClientOptions, GraphError, GraphOp, GraphOpResult, GraphSettings,
     RemoteEvent, MARKER_PROPERTY_ID,
 };
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats, Permit};
+use crate::percent_encode as query_value;
 use crate::rate::{Hold, SlidingWindow};
 
 /// A Microsoft Graph calendar client. Cheap to clone; clones share the

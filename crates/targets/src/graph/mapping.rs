@@ -313,19 +313,6 @@ pub(crate) fn path_segment(s: &str) -> String {
     out
 }
 
-/// Percent-encodes a query value.
-pub(crate) fn query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// An OData string literal.
 pub(crate) fn odata_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
