@@ -273,8 +273,26 @@ impl CaldavTarget {
         if let Some(first) = ops.first() {
             let url = self.calendar_url(&first.calendar, &first.person_id);
             if ops.len() > 1 && !self.with_state(&url, |s| s.exists) {
-                out.push(self.apply_one(first).await);
+                let outcome = self.apply_one(first).await;
                 rest = &ops[1..];
+                // Could not reach or make the calendar even after retries:
+                // the others would only pay the same retries to fail the same way.
+                if let Outcome::Failed {
+                    retryable: true,
+                    message,
+                } = &outcome
+                {
+                    let message = format!(
+                        "not attempted: the first write to this calendar failed ({message})"
+                    );
+                    out.push(outcome.clone());
+                    out.extend(rest.iter().map(|_| Outcome::Failed {
+                        retryable: true,
+                        message: message.clone(),
+                    }));
+                    return out;
+                }
+                out.push(outcome);
             }
         }
         let mut more: Vec<Outcome> = stream::iter(rest)
