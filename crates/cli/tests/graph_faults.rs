@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use edusync_testkit::graph::{Faults, GraphEmulatorConfig, OutageMode};
 use graph_common::{bulk_timetable, wait_until, GraphEnv};
+use util::api::sync_until_clean;
 
 const STUDENTS: usize = 4;
 const EVENTS: usize = 60;
@@ -37,25 +38,6 @@ fn assert_exact(g: &GraphEnv, upns: &[String], events: usize) {
         let all = g.emu.calendar_events(u, graph_common::CALENDAR).len();
         assert_eq!(all, events, "{u}: {all} events in the calendar");
     }
-}
-
-/// Runs sync cycles until one applies cleanly (at most `max`).
-fn sync_until_clean(g: &GraphEnv, max: usize) {
-    for _ in 0..max {
-        let out = g.env.sync_cmd("teaching").run();
-        if out.code() == Some(0) {
-            let r = &out.json_lines()[0];
-            if r["status"] == "applied" && r["failed_ops"] == 0 {
-                return;
-            }
-        }
-        assert!(
-            matches!(out.code(), Some(0) | Some(1)),
-            "sync may fail with work pending, nothing else{}",
-            out.describe()
-        );
-    }
-    panic!("no clean cycle in {max} tries");
 }
 
 #[test]
@@ -96,7 +78,7 @@ fn kill_9_during_apply_then_rerun_leaves_exact_events_without_duplicates() {
     assert!(g.emu.stats().dropped_connections > 0);
 
     // The service still resets connections after writes; the re-runs finish anyway.
-    sync_until_clean(&g, 4);
+    sync_until_clean(&g.env, 4);
     g.emu.set_faults(Faults::default());
     assert_exact(&g, &upns, EVENTS);
     assert_eq!(
@@ -131,7 +113,7 @@ fn an_outage_mid_cycle_drains_afterwards_with_nothing_lost() {
         "{}",
         out.describe()
     );
-    sync_until_clean(&g, 3);
+    sync_until_clean(&g.env, 3);
     assert_exact(&g, &upns, EVENTS);
     assert_eq!(g.emu.stats().events_created, total);
 
@@ -151,7 +133,7 @@ fn an_outage_mid_cycle_drains_afterwards_with_nothing_lost() {
         "{}",
         out.describe()
     );
-    sync_until_clean(&g, 3);
+    sync_until_clean(&g.env, 3);
     assert_exact(&g, &upns, EVENTS);
     for u in &upns {
         let moved = g

@@ -11,57 +11,14 @@ use std::collections::BTreeSet;
 
 use edusync_testkit::graph::MailboxState;
 use graph_common::{expect, GraphEnv, CALENDAR};
-use util::{days_from_now, instant, london, wall, Ev};
-
-const ALICE: &str = "alice@uni.example";
-const BOB: &str = "bob@uni.example";
-const CAROL: &str = "carol@uni.example";
-const PROF: &str = "x.prof@uni.example";
-const ALL: [&str; 4] = [ALICE, BOB, CAROL, PROF];
-
-/// Alice and Bob in group A, Carol in group B, Prof. X hosting.
-/// E1 (A + host), E2 (A, B), E3 (B), E4 (A), all in the coming weeks.
-fn timetable(g: &GraphEnv) {
-    let src = g.source();
-    src.person(
-        "S1",
-        "student",
-        Some("Alice@Uni.example"),
-        Some("Alice Adams"),
-    );
-    src.person("S2", "student", Some(BOB), None);
-    src.person("S3", "student", Some(CAROL), None);
-    src.person("L1", "staff", Some(PROF), Some("Prof. Xavier"));
-    src.group("G-A", "CHEM1 Group A", &["S1", "S2"]);
-    src.group("G-B", "CHEM1 Group B", &["S3"]);
-    src.location("R1", "Room 1.14", Some("Chemistry Building"));
-    let event = |id: &str, title: &str, day: i64, groups: &[&str]| {
-        let mut e = Ev::new(
-            id,
-            title,
-            &wall(days_from_now(day, 9)),
-            &wall(days_from_now(day, 10)),
-        );
-        e.module_code = Some("CHEM1014".into());
-        e.event_type = Some("Lecture".into());
-        src.event(&e);
-        for gr in groups {
-            src.event_group(id, gr);
-        }
-        src.event_location(id, "R1");
-    };
-    event("E1", "Organic Chemistry", 3, &["G-A"]);
-    src.event_person("E1", "L1", Some("host"), None);
-    event("E2", "Lab Safety", 4, &["G-A", "G-B"]);
-    event("E3", "Spectroscopy", 5, &["G-B"]);
-    event("E4", "Tutorial", 6, &["G-A"]);
-}
+use util::api::{chemistry_timetable, ALICE, ALL, BOB, CAROL, PROF};
+use util::{days_from_now, instant, london, wall};
 
 #[test]
 fn timetable_reaches_each_mailbox_exactly_and_follows_every_change() {
     let g = GraphEnv::new(&ALL);
     g.write_config("cancelled = \"mark\"");
-    timetable(&g);
+    chemistry_timetable(&g.source());
     // People's own appointments, before and after edusync arrives.
     let t0 = instant(days_from_now(3, 12), &london());
     g.emu
@@ -187,7 +144,7 @@ fn timetable_reaches_each_mailbox_exactly_and_follows_every_change() {
 #[test]
 fn unknown_and_unlicensed_mailboxes_are_reported_and_everyone_else_syncs() {
     let g = GraphEnv::new(&ALL);
-    timetable(&g);
+    chemistry_timetable(&g.source());
     g.emu.set_mailbox_state(CAROL, MailboxState::Unknown);
     g.emu.set_mailbox_state(PROF, MailboxState::Unlicensed);
 
@@ -223,7 +180,7 @@ fn unknown_and_unlicensed_mailboxes_are_reported_and_everyone_else_syncs() {
 #[test]
 fn hand_edits_and_deletes_are_repaired_and_cleardown_leaves_only_personal_events() {
     let g = GraphEnv::new(&ALL);
-    timetable(&g);
+    chemistry_timetable(&g.source());
     let t0 = instant(days_from_now(3, 12), &london());
     g.emu
         .add_personal_event(ALICE, None, "Dentist", t0, t0 + util::hours(1))
