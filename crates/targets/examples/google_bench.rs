@@ -23,16 +23,17 @@
 //! window's as fast as 4 requests in flight at `latency` allow; the
 //! project's go 10,000 per window. Whichever finishes last sets the time.
 
+mod bench_support;
+
+use bench_support::median;
 use std::time::{Duration, Instant};
 
-use edusync_core::render::RenderedEvent;
-use edusync_core::timetable::EventStatus;
 use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
 use edusync_targets::google::{
     GoogleClient, GoogleClientOptions, GoogleSettings, GoogleTarget, ServiceAccountKey,
 };
 use edusync_targets::rate::RequestRate;
-use edusync_targets::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, Target};
+use edusync_targets::{CalendarHint, Listing, Outcome, Target};
 use edusync_testkit::google::{self, GoogleEmulatorConfig, RateLimit};
 use futures_util::stream::{self, StreamExt};
 
@@ -80,37 +81,6 @@ fn args() -> Args {
 }
 
 const WINDOW: Duration = Duration::from_secs(60);
-
-fn event(user: &str, n: usize) -> CalendarOp {
-    let start: jiff::Timestamp = "2030-01-07T09:00:00Z".parse().unwrap();
-    let start = start + jiff::SignedDuration::from_hours(n as i64);
-    let event_id = format!("E{n:06}");
-    CalendarOp {
-        kind: OpKind::Create,
-        profile: "bench".into(),
-        person_id: user.into(),
-        event_id: event_id.clone(),
-        calendar: user.into(),
-        event: Some(RenderedEvent {
-            uid: format!("{user}-{event_id}"),
-            marker: format!("bench/{event_id}"),
-            profile: "bench".into(),
-            event_id,
-            person_id: user.into(),
-            subject: format!("CHEM1014 Organic Chemistry {n}"),
-            location: "Room 1.14, Chemistry Building".into(),
-            body: "Module: CHEM1014 Organic Chemistry\nType: Lecture\nStaff: Prof. Xavier".into(),
-            categories: vec![],
-            start,
-            end: start + jiff::SignedDuration::from_mins(50),
-            timezone: "Europe/London".into(),
-            status: EventStatus::Confirmed,
-            busy: true,
-            geo: None,
-        }),
-        prior: None,
-    }
-}
 
 /// Seconds to send `n` requests at most `quota` per window, each window's
 /// share at `burst` requests a second.
@@ -187,7 +157,9 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
         .map(|u| {
             let user = format!("s{u:05}@uni.example");
             CalendarWork {
-                ops: (0..a.events).map(|n| event(&user, n)).collect(),
+                ops: (0..a.events)
+                    .map(|n| bench_support::create(&user, n))
+                    .collect(),
                 calendar: user,
             }
         })
@@ -300,11 +272,6 @@ async fn drift_check(
         full_requests as f64 / marked_requests.max(1) as f64,
         full_secs / marked_secs
     );
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -19,15 +19,16 @@
 //! `app_requests` per `app_window`. Each event is one request; each mailbox
 //! also costs two (find and create its calendar).
 
+mod bench_support;
+
+use bench_support::{median, process_cpu, thread_cpu};
 use std::time::{Duration, Instant};
 
-use edusync_core::render::RenderedEvent;
-use edusync_core::timetable::EventStatus;
 use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
 use edusync_targets::graph::{
     GraphClient, GraphClientOptions, GraphCredential, GraphSettings, GraphTarget, RequestRate,
 };
-use edusync_targets::{CalendarOp, OpKind, Outcome, Target};
+use edusync_targets::{Outcome, Target};
 use edusync_testkit::graph::{self, GraphEmulatorConfig, RateLimit};
 
 struct Args {
@@ -64,58 +65,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-/// User and system CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    cpu_of("/proc/thread-self/stat")
-}
-
-fn process_cpu() -> Duration {
-    cpu_of("/proc/self/stat")
-}
-
-fn cpu_of(path: &str) -> Duration {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10) // USER_HZ = 100 on Linux
-}
-
-fn event(mailbox: &str, n: usize) -> CalendarOp {
-    let start: jiff::Timestamp = "2030-01-07T09:00:00Z".parse().unwrap();
-    let start = start + jiff::SignedDuration::from_hours(n as i64);
-    let event_id = format!("E{n:06}");
-    CalendarOp {
-        kind: OpKind::Create,
-        profile: "bench".into(),
-        person_id: mailbox.into(),
-        event_id: event_id.clone(),
-        calendar: mailbox.into(),
-        event: Some(RenderedEvent {
-            uid: format!("{mailbox}-{event_id}"),
-            marker: format!("bench/{event_id}"),
-            profile: "bench".into(),
-            event_id,
-            person_id: mailbox.into(),
-            subject: format!("CHEM1014 Organic Chemistry {n}"),
-            location: "Room 1.14, Chemistry Building".into(),
-            body: "Module: CHEM1014 Organic Chemistry\nType: Lecture\nStaff: Prof. Xavier\nGroups: CHEM1 Group A".into(),
-            categories: vec!["Timetable".into()],
-            start,
-            end: start + jiff::SignedDuration::from_mins(50),
-            timezone: "Europe/London".into(),
-            status: EventStatus::Confirmed,
-            busy: true,
-            geo: None,
-        }),
-        prior: None,
-    }
 }
 
 struct RunResult {
@@ -188,7 +137,9 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
         .map(|m| {
             let mailbox = format!("s{m:05}@uni.example");
             CalendarWork {
-                ops: (0..a.events).map(|n| event(&mailbox, n)).collect(),
+                ops: (0..a.events)
+                    .map(|n| bench_support::create(&mailbox, n))
+                    .collect(),
                 calendar: mailbox,
             }
         })
@@ -239,11 +190,6 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
     drop(emu);
     drop(emu_rt);
     r
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {
