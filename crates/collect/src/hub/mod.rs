@@ -9,8 +9,11 @@
 //!   acknowledged (`complete`) only after its whole content hashed to the
 //!   announced BLAKE3 and it was atomically put in place and entered in the
 //!   manifest (`hub_files`).
-//! - One upload is worked on by one request at a time (a per-upload lock),
-//!   so a retried request racing a stale one cannot interleave writes.
+//! - One upload is worked on by one request at a time, so a retried request
+//!   racing a stale one cannot interleave writes: a per-upload lock in the
+//!   process, then an exclusive `flock` on `root/.partial/<id>.lock`, so
+//!   several `serve` processes sharing the root and the state (PostgreSQL)
+//!   hold to it too, whichever of them a site's requests reach.
 //! - A crash between publishing a file and recording it is repaired by the
 //!   next `complete`: the partial file is gone but the published file hashes
 //!   right, so it is recorded then.
@@ -171,6 +174,18 @@ pub struct Hub {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Held while one request works on one upload: the process's lock and the
+/// lock file's `flock` (released when the file is closed).
+struct UploadGuard {
+    _file: std::fs::File,
+    _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// `root/.partial/<id>.lock`, beside the partial file.
+fn lock_path(root: &Path, upload_id: &str) -> PathBuf {
+    root.join(".partial").join(format!("{upload_id}.lock"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HubOpenError {
     #[error("{0}")]
@@ -288,6 +303,43 @@ impl Hub {
         m.entry(id.to_string()).or_default().clone()
     }
 
+    /// Waits until this request alone works on upload `id` (see the module doc).
+    async fn guard(&self, id: &str) -> Result<UploadGuard, HubError> {
+        // The id names a file here: only what `upload_id` makes is taken.
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(HubError::UnknownUpload(id.to_string()));
+        }
+        let local = self.lock_for(id).lock_owned().await;
+        let path = lock_path(&self.settings.root, id);
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let open = || {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+            };
+            let file = match open() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    open()?
+                }
+                r => r?,
+            };
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| HubError::Io(format!("worker failed: {e}")))?
+        .map_err(|e| HubError::io(e, "locking the upload"))?;
+        Ok(UploadGuard {
+            _file: file,
+            _local: local,
+        })
+    }
+
     fn final_path(&self, site: &str, dataset: &str, path: &str) -> PathBuf {
         let mut p = self.settings.root.join(site).join(dataset);
         for c in path.split('/') {
@@ -328,8 +380,7 @@ impl Hub {
             return Err(bad("bad_hash", "blake3 must be 64 hex digits"));
         }
         let id = upload_id(site, &req);
-        let lock = self.lock_for(&id);
-        let _g = lock.lock().await;
+        let _g = self.guard(&id).await?;
         let site = site.to_string();
         self.blocking(move |st, _| {
             let total = total_chunks(req.size, req.chunk_size);
@@ -394,8 +445,7 @@ impl Hub {
         chunk_hash: &str,
         body: Vec<u8>,
     ) -> Result<UploadStatus, HubError> {
-        let lock = self.lock_for(id);
-        let _g = lock.lock().await;
+        let _g = self.guard(id).await?;
         let u = self.upload_of(site, id).await?;
         let status = |next| UploadStatus {
             upload_id: id.to_string(),
@@ -445,8 +495,7 @@ impl Hub {
 
     /// Verifies and publishes a fully received upload.
     pub async fn complete(&self, site: &str, id: &str) -> Result<UploadStatus, HubError> {
-        let lock = self.lock_for(id);
-        let _g = lock.lock().await;
+        let _g = self.guard(id).await?;
         let u = self.upload_of(site, id).await?;
         let status = UploadStatus {
             upload_id: id.to_string(),
@@ -495,6 +544,14 @@ impl Hub {
                 Ok(())
             })
             .await;
+        if matches!(
+            r,
+            Ok(()) | Err(HubError::HashMismatch(_) | HubError::UnknownUpload(_))
+        ) {
+            // The upload is over: its lock file goes (still held, so a request
+            // waiting on it finds the upload gone and says so).
+            let _ = std::fs::remove_file(lock_path(&self.settings.root, id));
+        }
         r?;
         self.locks
             .lock()
@@ -517,6 +574,7 @@ impl Hub {
                 disk.remove(&partial_path(&root, &u.upload_id))
                     .map_err(|e| HubError::io(e, "removing partial file"))?;
                 st.delete_upload(&u.upload_id)?;
+                let _ = std::fs::remove_file(lock_path(&root, &u.upload_id));
             }
             Ok(stale.len())
         })
@@ -525,5 +583,72 @@ impl Hub {
 
     pub fn root(&self) -> &Path {
         &self.settings.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two hubs (two `serve` processes) on one root and one state: while one
+    /// works on an upload, the other's request for it waits for the lock
+    /// file, and then goes ahead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hubs_sharing_a_root_work_on_an_upload_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn HubStore> =
+            Arc::new(SqliteHubStore::open(&dir.path().join("state.db")).unwrap());
+        store.add_site("s1", "unused", 0).unwrap();
+        let settings = || HubSettings {
+            root: dir.path().join("root"),
+            max_file_bytes: 1 << 20,
+        };
+        let a = Hub::new(store.clone(), Arc::new(FsDisk), settings());
+        let b = Hub::new(store, Arc::new(FsDisk), settings());
+        let data = vec![7u8; MIN_CHUNK_SIZE as usize];
+        let st = a
+            .begin(
+                "s1",
+                BeginUpload {
+                    dataset: "progress".into(),
+                    path: "a.csv".into(),
+                    size: data.len() as u64,
+                    blake3: blake3::hash(&data).to_hex().to_string(),
+                    chunk_size: MIN_CHUNK_SIZE,
+                    modified: None,
+                },
+            )
+            .await
+            .unwrap();
+        let id = st.upload_id.clone();
+
+        let held = a.guard(&id).await.unwrap();
+        let body = zstd::bulk::compress(&data, 3).unwrap();
+        let hash = blake3::hash(&data).to_hex().to_string();
+        let b = Arc::new(b);
+        let put = {
+            let (b, id) = (b.clone(), id.clone());
+            tokio::spawn(async move { b.put_chunk("s1", &id, 0, &hash, body).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !put.is_finished(),
+            "the other hub did not wait for the lock"
+        );
+        drop(held);
+        let st = tokio::time::timeout(Duration::from_secs(10), put)
+            .await
+            .expect("the other hub went ahead once the lock was free")
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.next_chunk, 1);
+        let done = b.complete("s1", &id).await.unwrap();
+        assert!(done.complete);
+        assert!(!lock_path(&dir.path().join("root"), &id).exists());
+        // Ids that are not ours never name a file.
+        assert!(matches!(
+            a.guard("../../etc/passwd").await,
+            Err(HubError::UnknownUpload(_))
+        ));
     }
 }

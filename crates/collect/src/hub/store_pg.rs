@@ -12,11 +12,10 @@
 //! One connection per store behind a mutex; the hub calls it from
 //! `spawn_blocking`, and [`edusync_db::block_on`] needs no runtime.
 //!
-//! What several processes share and what they do not: every row here is
-//! shared; the lock that keeps one upload to one request at a time is per
-//! process ([`super::Hub`]), and received files land under `[hub] root`, so
-//! processes serving one hub need the same `root` (a shared file system)
-//! and a load balancer that keeps each site on one process.
+//! What several processes share: every row here; received files land under
+//! `[hub] root`, so processes serving one hub need the same `root` (a shared
+//! file system), where the lock file per upload ([`super::Hub`]) keeps an
+//! upload to one request at a time across them.
 
 use std::sync::{Mutex, MutexGuard};
 
