@@ -942,21 +942,23 @@ impl Store for PgStore {
             // (`live`, `busy`), not per candidate row: a per-row check is
             // quadratic in the outbox while the planner's statistics still
             // see the table as it was before the plan was written, which
-            // made each claim of a 15,000-op outbox take seconds.
+            // made each claim of a 15,000-op outbox take seconds. For the
+            // same reason the rows are updated by their (locked) ctid, a
+            // TID scan, not by a join the planner may make a nested loop.
             let mut rows = tx
                 .query(
                     "WITH live AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()), \
                      busy AS MATERIALIZED (SELECT DISTINCT b.person_id FROM outbox b \
                        WHERE b.profile = $1 AND b.target = $2 AND b.state = 'pending' \
                        AND b.lease_owner IN (SELECT pid FROM live) AND b.lease_until > $3), \
-                     c AS (SELECT person_id, event_id FROM outbox o \
+                     c AS (SELECT o.ctid FROM outbox o \
                        WHERE o.profile = $1 AND o.target = $2 AND o.state = 'pending' \
                        AND (o.lease_until <= $3 OR (o.lease_owner IS NOT NULL AND o.lease_owner <> pg_backend_pid() \
                             AND o.lease_owner NOT IN (SELECT pid FROM live))) \
                        AND o.person_id NOT IN (SELECT person_id FROM busy) \
                        ORDER BY o.person_id, o.event_id LIMIT $4 FOR UPDATE OF o SKIP LOCKED) \
-                     UPDATE outbox o SET lease_owner = pg_backend_pid(), lease_until = $5 FROM c \
-                     WHERE o.profile = $1 AND o.target = $2 AND o.person_id = c.person_id AND o.event_id = c.event_id \
+                     UPDATE outbox o SET lease_owner = pg_backend_pid(), lease_until = $5 \
+                     WHERE o.ctid = ANY(ARRAY(SELECT ctid FROM c)) AND o.profile = $1 AND o.target = $2 \
                      RETURNING o.run_id, o.person_id, o.event_id, o.kind, o.fingerprint, o.attempts, o.last_error",
                     &[&profile, &target, &t, &(limit as i64), &until],
                 )
