@@ -157,6 +157,9 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Outbox rows written at once from which its statistics are refreshed.
+const ANALYZE_AFTER: usize = 1_000;
+
 /// Advisory lock keys: (hashtext(profile), CYCLE | PLAN).
 const CYCLE: i32 = 1;
 const PLAN: i32 = 2;
@@ -599,6 +602,7 @@ impl Store for PgStore {
             .await?;
             let ins = "INSERT INTO outbox (profile, target, person_id, event_id, run_id, kind, state, fingerprint) \
                        SELECT $1, $2, p, e, $3, k, s, f FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::int8[]) AS t(p, e, k, s, f)";
+            let mut written = 0;
             loop {
                 let (mut p, mut e, mut k, mut s, mut f) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -612,10 +616,19 @@ impl Store for PgStore {
                 if p.is_empty() {
                     break;
                 }
+                written += p.len();
                 tx.execute(ins, &[&profile, &target, &run, &p, &e, &k, &s, &f])
                     .await?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            // The outbox was just rewritten and is claimed and acknowledged
+            // at once, long before autovacuum would look: without fresh
+            // statistics the planner takes it for nearly empty and picks
+            // plans that scan it per claim and per acknowledgement.
+            if written >= ANALYZE_AFTER {
+                c.batch_execute("ANALYZE outbox").await?;
+            }
+            Ok(())
         });
         self.at(r)
     }
