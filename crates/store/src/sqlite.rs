@@ -256,6 +256,16 @@ pub fn migrate(conn: &Connection, location: &str) -> Result<()> {
 const LEDGER_COLS: &str =
     "person_id, event_id, fingerprint, starts_at, calendar, remote_id, etag, sequence, gone, updated_at";
 
+/// One person's ledger rows. Without statistics SQLite prefers the primary
+/// key's `profile` prefix, a scan of the profile's whole ledger, so the
+/// person index is named.
+fn ledger_for_person_sql() -> String {
+    format!(
+        "SELECT target, {LEDGER_COLS} FROM ledger INDEXED BY ledger_person \
+         WHERE profile = ?1 AND person_id = ?2 ORDER BY starts_at"
+    )
+}
+
 fn ledger_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
     Ok(LedgerEntry {
         person_id: r.get(0)?,
@@ -359,9 +369,7 @@ impl Store for SqliteStore {
         person_id: &str,
     ) -> Result<Vec<(String, LedgerEntry)>> {
         self.with(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT target, {LEDGER_COLS} FROM ledger WHERE profile = ?1 AND person_id = ?2 ORDER BY starts_at"
-            ))?;
+            let mut st = c.prepare_cached(&ledger_for_person_sql())?;
             let rows = st.query_map(params![profile, person_id], |r| {
                 let target: String = r.get(0)?;
                 // Shift by one column: reuse the decoder on a view of the row.

@@ -43,3 +43,23 @@ fn a_state_from_schema_1_is_upgraded_in_place() {
     assert_eq!(version, MIGRATIONS.len() as i64);
     assert_eq!(s.ledger_for_person("t", "P1").unwrap().len(), 1);
 }
+
+/// Person lookup and the drift check read one person's rows by index, not
+/// the profile's whole ledger.
+#[test]
+fn one_persons_ledger_is_read_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let plan: Vec<String> = s
+        .with(|c| {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {}", ledger_for_person_sql()))?;
+            let rows = st.query_map(params!["t", "P1"], |r| r.get::<_, String>(3))?;
+            rows.collect()
+        })
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|p| p.contains("USING INDEX ledger_person (profile=? AND person_id=?)")),
+        "{plan:?}"
+    );
+}
