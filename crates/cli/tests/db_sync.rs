@@ -182,6 +182,33 @@ fn calendars(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// `edusync plan|sync --profile teaching --format json`, answered as JSON.
+fn cycle(command: &str, cfg: &str) -> serde_json::Value {
+    json(&ok(&[
+        command,
+        "--config",
+        cfg,
+        "--profile",
+        "teaching",
+        "--format",
+        "json",
+    ]))
+}
+
+/// A plan right after a run has nothing to create, update or delete.
+fn assert_nothing_to_do(cfg: &str, what: impl std::fmt::Display) {
+    let again = cycle("plan", cfg);
+    assert_eq!(
+        (
+            again["create"].as_u64(),
+            again["update"].as_u64(),
+            again["delete"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{what}: {again}"
+    );
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
@@ -214,46 +241,13 @@ fn every_source_and_state_give_identical_calendars() {
             };
             let cfg = config(dir.path(), &name, &state, surl);
             let cfg = cfg.to_str().unwrap();
-            let plan = json(&ok(&[
-                "plan",
-                "--config",
-                cfg,
-                "--profile",
-                "teaching",
-                "--format",
-                "json",
-            ]));
+            let plan = cycle("plan", cfg);
             assert!(plan["create"].as_u64().unwrap() > 1000, "{name}: {plan}");
-            let sync = json(&ok(&[
-                "sync",
-                "--config",
-                cfg,
-                "--profile",
-                "teaching",
-                "--format",
-                "json",
-            ]));
+            let sync = cycle("sync", cfg);
             assert_eq!(sync["status"], "applied", "{name}: {sync}");
             assert_eq!(sync["create"], plan["create"], "{name}");
             assert_eq!(sync["quarantined"], plan["quarantined"], "{name}");
-            let again = json(&ok(&[
-                "plan",
-                "--config",
-                cfg,
-                "--profile",
-                "teaching",
-                "--format",
-                "json",
-            ]));
-            assert_eq!(
-                (
-                    again["create"].as_u64(),
-                    again["update"].as_u64(),
-                    again["delete"].as_u64()
-                ),
-                (Some(0), Some(0), Some(0)),
-                "{name}: {again}"
-            );
+            assert_nothing_to_do(cfg, &name);
             results.push((
                 name.clone(),
                 calendars(&dir.path().join(format!("cal-{name}"))),
@@ -328,15 +322,7 @@ fn delivered(stderr: &[u8]) -> u64 {
 fn expected(dir: &Path, source: &str) -> (BTreeMap<String, String>, u64) {
     let cfg = config(dir, "expected", "sqlite://./state-expected.db", source);
     let cfg = cfg.to_str().unwrap();
-    let sync = json(&ok(&[
-        "sync",
-        "--config",
-        cfg,
-        "--profile",
-        "teaching",
-        "--format",
-        "json",
-    ]));
+    let sync = cycle("sync", cfg);
     assert_eq!(sync["status"], "applied", "{sync}");
     (
         calendars(&dir.join("cal-expected")),
@@ -372,23 +358,7 @@ fn two_workers_on_one_postgres_state_split_the_work_and_apply_nothing_twice() {
         "each planned op is delivered exactly once (worker a {da}, worker b {db})"
     );
     assert_eq!(calendars(&dir.path().join("cal-two")), want);
-    let again = json(&ok(&[
-        "plan",
-        "--config",
-        cfg,
-        "--profile",
-        "teaching",
-        "--format",
-        "json",
-    ]));
-    assert_eq!(
-        (
-            again["create"].as_u64(),
-            again["update"].as_u64(),
-            again["delete"].as_u64()
-        ),
-        (Some(0), Some(0), Some(0))
-    );
+    assert_nothing_to_do(cfg, "after the run");
 }
 
 #[test]
@@ -428,24 +398,7 @@ fn a_worker_killed_mid_batch_leaves_work_the_other_finishes() {
             want,
             "round {round} (kill after {wait} ms)"
         );
-        let again = json(&ok(&[
-            "plan",
-            "--config",
-            cfg,
-            "--profile",
-            "teaching",
-            "--format",
-            "json",
-        ]));
-        assert_eq!(
-            (
-                again["create"].as_u64(),
-                again["update"].as_u64(),
-                again["delete"].as_u64()
-            ),
-            (Some(0), Some(0), Some(0)),
-            "round {round}"
-        );
+        assert_nothing_to_do(cfg, format!("round {round}"));
     }
 }
 
