@@ -28,12 +28,12 @@ mod bench_support;
 use bench_support::median;
 use std::time::{Duration, Instant};
 
-use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
+use edusync_targets::delivery::CalendarWork;
 use edusync_targets::google::{
     GoogleClient, GoogleClientOptions, GoogleSettings, GoogleTarget, ServiceAccountKey,
 };
 use edusync_targets::rate::RequestRate;
-use edusync_targets::{CalendarHint, Listing, Outcome, Target};
+use edusync_targets::{CalendarHint, Listing, Target};
 use edusync_testkit::google::{self, GoogleEmulatorConfig, RateLimit};
 use futures_util::stream::{self, StreamExt};
 
@@ -169,20 +169,7 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
         .build()
         .unwrap();
     let t0 = Instant::now();
-    let (mut written, mut failed) = (0u64, 0u64);
-    rt.block_on(deliver(
-        &target,
-        work,
-        &DeliveryOptions::default(),
-        |_, outcomes| {
-            for o in outcomes {
-                match o {
-                    Outcome::Written { .. } => written += 1,
-                    _ => failed += 1,
-                }
-            }
-        },
-    ));
+    let (written, failed) = rt.block_on(bench_support::deliver_counting(&target, work));
     let secs = t0.elapsed().as_secs_f64();
     let stats = emu.stats();
     if a.drift_check {

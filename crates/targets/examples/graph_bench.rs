@@ -24,11 +24,11 @@ mod bench_support;
 use bench_support::{median, process_cpu, thread_cpu};
 use std::time::{Duration, Instant};
 
-use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
+use edusync_targets::delivery::CalendarWork;
 use edusync_targets::graph::{
     GraphClient, GraphClientOptions, GraphCredential, GraphSettings, GraphTarget, RequestRate,
 };
-use edusync_targets::{Outcome, Target};
+use edusync_targets::Target;
 use edusync_testkit::graph::{self, GraphEmulatorConfig, RateLimit};
 
 struct Args {
@@ -151,21 +151,7 @@ fn run_once(a: &Args, seed: u64) -> RunResult {
         .unwrap();
     let cpu0 = thread_cpu();
     let t0 = Instant::now();
-    let mut written = 0u64;
-    let mut failed = 0u64;
-    rt.block_on(deliver(
-        &target,
-        work,
-        &DeliveryOptions::default(),
-        |_, outcomes| {
-            for o in outcomes {
-                match o {
-                    Outcome::Written { .. } => written += 1,
-                    _ => failed += 1,
-                }
-            }
-        },
-    ));
+    let (written, failed) = rt.block_on(bench_support::deliver_counting(&target, work));
     let secs = t0.elapsed().as_secs_f64();
     let client_cpu = thread_cpu() - cpu0;
     let stats = emu.stats();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use edusync_core::render::RenderedEvent;
 use edusync_core::timetable::EventStatus;
-use edusync_targets::{CalendarOp, OpKind};
+use edusync_targets::delivery::{deliver, CalendarWork, DeliveryOptions};
+use edusync_targets::{CalendarOp, OpKind, Outcome, Target};
 
 /// The `n`th create for `calendar`: an hour apart from 2030-01-07 09:00 UTC,
 /// with a lecture's subject, location and body.
@@ -67,4 +68,20 @@ fn cpu_of(path: &str) -> Duration {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// Delivers `work` through `target` with the default options; answers
+/// (written, failed) op counts.
+pub async fn deliver_counting(target: &Target, work: Vec<CalendarWork>) -> (u64, u64) {
+    let (mut written, mut failed) = (0u64, 0u64);
+    deliver(target, work, &DeliveryOptions::default(), |_, outcomes| {
+        for o in outcomes {
+            match o {
+                Outcome::Written { .. } => written += 1,
+                _ => failed += 1,
+            }
+        }
+    })
+    .await;
+    (written, failed)
 }
