@@ -1,10 +1,13 @@
 //! The service account's key file, and access tokens per person from the
 //! JWT grant (RFC 7523), cached per subject and refreshed before expiry
-//! ([`crate::token`]).
+//! ([`crate::token`]). The cache is one per process for each token
+//! endpoint and key ([`TokenCache::shared`]): `serve` builds its targets
+//! anew every cycle, and a token lives an hour, so without it every
+//! cycle would ask the token endpoint once more for every person.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,6 +24,9 @@ pub struct ServiceAccountKey {
     /// The key file's `token_uri` (the config's `token_url` is what is used).
     pub token_uri: Option<String>,
     signer: RsaSigner,
+    /// SHA-256 of the private key's PEM: which key this is, with or
+    /// without a `private_key_id`.
+    digest: [u8; 32],
 }
 
 impl ServiceAccountKey {
@@ -45,11 +51,15 @@ impl ServiceAccountKey {
         })?;
         let signer = RsaSigner::from_pem(&pem)
             .map_err(|e| format!("{origin}: the `private_key` cannot be used: {e}"))?;
+        let mut digest = [0; 32];
+        digest
+            .copy_from_slice(ring::digest::digest(&ring::digest::SHA256, pem.as_bytes()).as_ref());
         Ok(Self {
             client_email,
             private_key_id: field("private_key_id"),
             token_uri: field("token_uri"),
             signer,
+            digest,
         })
     }
 
@@ -88,6 +98,13 @@ impl ServiceAccountKey {
     }
 }
 
+/// Which token cache: the token endpoint, the service account and its key.
+type CacheKey = (String, String, [u8; 32]);
+
+/// The token caches of this process (see the module doc).
+static SHARED: LazyLock<Mutex<HashMap<CacheKey, Arc<TokenCache>>>> =
+    LazyLock::new(Default::default);
+
 /// Access tokens per subject; one fetch at a time per subject.
 pub(crate) struct TokenCache {
     url: String,
@@ -96,12 +113,23 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    pub fn new(url: &str, key: Arc<ServiceAccountKey>) -> Self {
+    fn new(url: &str, key: Arc<ServiceAccountKey>) -> Self {
         Self {
             url: url.to_string(),
             key,
             by_subject: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The process's cache for tokens of `key` from `url`, made on first use.
+    pub fn shared(url: &str, key: &Arc<ServiceAccountKey>) -> Arc<Self> {
+        let id = (url.to_string(), key.client_email.clone(), key.digest);
+        SHARED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_insert_with(|| Arc::new(Self::new(url, key.clone())))
+            .clone()
     }
 
     fn slot(&self, subject: &str) -> Arc<TokenSlot<String>> {

@@ -22,8 +22,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A Google Calendar client. Cheap to clone; clones share tokens,
-/// calendars found and each person's gate.
+/// A Google Calendar client. Cheap to clone; clones share calendars found
+/// and each person's gate, and every client of the process with the same
+/// token endpoint and key shares tokens.
 #[derive(Clone)]
 pub struct GoogleClient {
     inner: Arc<Inner>,
@@ -41,7 +42,7 @@ struct Inner {
     settings: GoogleSettings,
     opts: GoogleClientOptions,
     http: reqwest::Client,
-    tokens: TokenCache,
+    tokens: Arc<TokenCache>,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     calendars: Mutex<HashMap<String, String>>,
     project_rate: Option<SlidingWindow>,
@@ -99,7 +100,7 @@ impl GoogleClient {
         let project_rate = opts.project_rate.map(SlidingWindow::new);
         Self {
             inner: Arc::new(Inner {
-                tokens: TokenCache::new(&settings.token_url, settings.key.clone()),
+                tokens: TokenCache::shared(&settings.token_url, &settings.key),
                 settings,
                 opts,
                 http,

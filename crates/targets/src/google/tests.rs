@@ -606,3 +606,18 @@ async fn tokens_are_cached_per_person_and_refreshed_before_expiry() {
     );
     emu.assert_no_violations();
 }
+
+#[tokio::test]
+async fn tokens_outlive_the_target_that_fetched_them() {
+    // `serve` builds its targets anew each cycle: the next cycle's target
+    // (same endpoint, same key, read again) uses the token already fetched.
+    let a = "a@uni.example";
+    let emu = google::spawn(GoogleEmulatorConfig::with_users([a])).await;
+    for i in 0..3 {
+        let t = target(&emu, fast());
+        let out = t.apply(a, &[op(OpKind::Create, a, i, "x", None)]).await;
+        assert!(matches!(out[0], Outcome::Written { .. }), "{out:?}");
+    }
+    assert_eq!(emu.stats().tokens_issued, 1);
+    emu.assert_no_violations();
+}
