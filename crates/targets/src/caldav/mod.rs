@@ -854,28 +854,12 @@ impl CaldavTarget {
                 // Still tell a missing calendar from an existing one.
                 return Ok(self.collection_kind(url).await?.map(|_| None));
             }
-            let reply = self
-                .client
-                .xml(
-                    "PROPFIND",
-                    url,
-                    Some("0"),
-                    mapping::propfind_change_tag(how == TAG_SYNC_TOKEN),
-                )
-                .await?;
-            match reply.status.as_u16() {
-                207 => {}
-                404 | 410 => return Ok(None),
-                _ => return Err(unexpected("PROPFIND", url, &reply)),
-            }
-            let ms = mapping::parse_multistatus(&reply.body)
-                .map_err(|e| DavError::permanent(format!("PROPFIND {url}: {e}")))?;
-            let Some(r) = ms.responses.first() else {
+            let Some(r) = self
+                .propfind_one(url, mapping::propfind_change_tag(how == TAG_SYNC_TOKEN))
+                .await?
+            else {
                 return Ok(None);
             };
-            if matches!(r.status, Some(404) | Some(410)) {
-                return Ok(None);
-            }
             let prop = if how == TAG_CTAG {
                 "getctag"
             } else {
@@ -903,15 +887,20 @@ impl CaldavTarget {
 
     /// `Some(is a calendar)` when something exists at `url`, `None` when not.
     async fn collection_kind(&self, url: &str) -> Result<Option<bool>, DavError> {
-        let reply = self
-            .client
-            .xml(
-                "PROPFIND",
-                url,
-                Some("0"),
-                mapping::propfind("<d:resourcetype/>"),
-            )
-            .await?;
+        Ok(self
+            .propfind_one(url, mapping::propfind("<d:resourcetype/>"))
+            .await?
+            .map(|r| r.flags.iter().any(|f| f == "resourcetype:calendar")))
+    }
+
+    /// `PROPFIND Depth: 0` of `url`: its one response, `None` when nothing
+    /// is there.
+    async fn propfind_one(
+        &self,
+        url: &str,
+        body: String,
+    ) -> Result<Option<mapping::DavResponse>, DavError> {
+        let reply = self.client.xml("PROPFIND", url, Some("0"), body).await?;
         match reply.status.as_u16() {
             207 => {}
             404 | 410 => return Ok(None),
@@ -921,9 +910,9 @@ impl CaldavTarget {
             .map_err(|e| DavError::permanent(format!("PROPFIND {url}: {e}")))?;
         Ok(ms
             .responses
-            .first()
-            .filter(|r| !matches!(r.status, Some(404) | Some(410)))
-            .map(|r| r.flags.iter().any(|f| f == "resourcetype:calendar")))
+            .into_iter()
+            .next()
+            .filter(|r| !matches!(r.status, Some(404) | Some(410))))
     }
 
     async fn list_url(
