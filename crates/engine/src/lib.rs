@@ -345,7 +345,9 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    fn failed(profile: &str, run_id: RunId, error: String) -> CycleReport {
+    /// The report of a cycle that failed with `error`; `run_id` is the run
+    /// it recorded, 0 when it failed before recording one.
+    pub fn failed(profile: &str, run_id: RunId, error: String) -> CycleReport {
         CycleReport {
             profile: profile.to_string(),
             run_id,

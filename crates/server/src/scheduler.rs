@@ -363,22 +363,7 @@ impl Scheduler {
                 Err(msg) => {
                     *s.cycles.entry("failed".into()).or_default() += 1;
                     s.phase = "failed".into();
-                    s.last_report = Some(CycleReport {
-                        profile: slot.profile.name.clone(),
-                        run_id: 0,
-                        status: "failed",
-                        create: 0,
-                        update: 0,
-                        delete: 0,
-                        unchanged: 0,
-                        quarantined: 0,
-                        left_alone: 0,
-                        held_deletes: 0,
-                        failed_ops: 0,
-                        hold_reason: None,
-                        error: Some(msg),
-                        errors: Vec::new(),
-                    });
+                    s.last_report = Some(CycleReport::failed(&slot.profile.name, 0, msg));
                 }
             }
         });
