@@ -185,7 +185,7 @@ impl AdaptiveLimit {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.state)
     }
 
     /// The current limit (requests in flight allowed now).

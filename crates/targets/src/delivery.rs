@@ -97,7 +97,7 @@ impl Outage {
     /// Takes in a call's outcomes; gives up when the call made no progress
     /// and nothing else has for `give_up_after`.
     fn observe(&self, kind: &str, outcomes: &[Outcome]) {
-        let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = crate::lock(&self.last_progress);
         let failure = outcomes.iter().find_map(|o| match o {
             Outcome::Failed {
                 retryable: true,

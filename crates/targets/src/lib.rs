@@ -20,6 +20,13 @@
 use edusync_core::render::RenderedEvent;
 use edusync_core::window::Window;
 
+/// Locks `m`, going on with the data of a holder that panicked: every
+/// lock in this crate guards a cache, a counter or a queue that is whole
+/// between any two of its operations.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub mod adaptive;
 pub mod caldav;
 pub mod delivery;

@@ -35,6 +35,8 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::lock;
+
 /// At most `requests` in any sliding `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestRate {
@@ -62,10 +64,6 @@ pub struct SlidingWindow {
     window: Duration,
     log: Mutex<Log>,
     pacer: Option<Pacer>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SlidingWindow {

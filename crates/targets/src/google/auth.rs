@@ -124,18 +124,14 @@ impl TokenCache {
     /// The process's cache for tokens of `key` from `url`, made on first use.
     pub fn shared(url: &str, key: &Arc<ServiceAccountKey>) -> Arc<Self> {
         let id = (url.to_string(), key.client_email.clone(), key.digest);
-        SHARED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::lock(&SHARED)
             .entry(id)
             .or_insert_with(|| Arc::new(Self::new(url, key.clone())))
             .clone()
     }
 
     fn slot(&self, subject: &str) -> Arc<TokenSlot<String>> {
-        self.by_subject
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.by_subject)
             .entry(subject.to_lowercase())
             .or_default()
             .clone()

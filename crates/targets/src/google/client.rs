@@ -15,12 +15,9 @@ use super::auth::TokenCache;
 use super::mapping::{self, error_parts, is_rate_limit, is_usage_limit, marker_of};
 use super::{GoogleClientOptions, GoogleError, GoogleSettings, RemoteEvent, MARKER_PROFILE};
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats};
+use crate::lock;
 use crate::percent_encode as enc;
 use crate::rate::{take_all, Hold, SlidingWindow};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A Google Calendar client. Cheap to clone; clones share calendars found
 /// and each person's gate, and every client of the process with the same

@@ -21,6 +21,7 @@ use super::{
     RemoteEvent, MARKER_PROPERTY_ID,
 };
 use crate::adaptive::{AdaptiveConfig, AdaptiveLimit, Feedback, LimitStats, Permit};
+use crate::lock;
 use crate::percent_encode as query_value;
 use crate::rate::{Hold, SlidingWindow};
 
@@ -49,10 +50,6 @@ struct Inner {
     calendars: Mutex<HashMap<String, String>>,
     /// Graph's global per-app limit, kept by the client.
     app_rate: Option<SlidingWindow>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Requests of one `$batch` that Graph runs at once against a mailbox.
