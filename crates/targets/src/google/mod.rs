@@ -36,8 +36,10 @@
 //!   again. 5xx and connection failures are retried with backoff.
 //! * **Listing** (drift repair): `events.list` with
 //!   `privateExtendedProperty=` the profile, paged. The last page's
-//!   `nextSyncToken`, with the calendar's id, is the calendar's change
-//!   marker, kept in the state store (`Store::calendar_markers`) once the
+//!   `nextSyncToken`, with the calendar's id and the name it was found by,
+//!   is the calendar's change marker (a marker of another name, after the
+//!   `calendar` setting changed, is not used), kept in the state store
+//!   (`Store::calendar_markers`) once the
 //!   ledger agrees with the listing. With a stored marker only the changes
 //!   since are asked for (`syncToken`, which Google does not allow with a
 //!   filter: the changes are filtered on the marker here) and applied to

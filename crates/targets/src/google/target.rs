@@ -35,9 +35,21 @@ pub struct GoogleTarget {
     client: GoogleClient,
 }
 
-/// A calendar's change marker: its id and the sync token of its last listing.
-fn marker(calendar: &str, token: &str) -> String {
-    format!("{calendar} {token}")
+/// A calendar's change marker: its id, the sync token of its last
+/// listing, and the calendar name (the `calendar` setting) it was found
+/// by. Ids and tokens hold no spaces; the name may.
+fn marker(calendar: &str, token: &str, name: &str) -> String {
+    format!("{calendar} {token} {name}")
+}
+
+/// The calendar id and sync token of a [`marker`] made for the calendar
+/// named `name`; a marker of another name (the setting changed since) or
+/// of an older shape is no marker: the calendar is looked up and listed
+/// in full.
+fn parse_marker<'a>(text: &'a str, name: &str) -> Option<(&'a str, &'a str)> {
+    let mut parts = text.splitn(3, ' ');
+    let (calendar, token, made_for) = (parts.next()?, parts.next()?, parts.next()?);
+    (made_for == name && !calendar.is_empty() && !token.is_empty()).then_some((calendar, token))
 }
 
 fn failed(e: &GoogleError) -> Outcome {
@@ -226,7 +238,9 @@ impl GoogleTarget {
                 etag: e.etag,
             })
         };
-        if let Some((calendar, token)) = hint.marker.as_deref().and_then(|m| m.split_once(' ')) {
+        let name = &self.client.settings().calendar;
+        if let Some((calendar, token)) = hint.marker.as_deref().and_then(|m| parse_marker(m, name))
+        {
             match self.client.list_since(user, calendar, profile, token).await {
                 Ok(changes) => {
                     self.client.remember_calendar(user, calendar);
@@ -250,7 +264,7 @@ impl GoogleTarget {
                     }
                     let mut listing = Listing {
                         items: items.into_values().collect(),
-                        marker: changes.next.map(|t| marker(calendar, &t)),
+                        marker: changes.next.map(|t| marker(calendar, &t, name)),
                     };
                     listing
                         .items
@@ -284,7 +298,7 @@ impl GoogleTarget {
         };
         Ok(Listing {
             items: events.into_iter().filter_map(item).collect(),
-            marker: next.map(|t| marker(&calendar, &t)),
+            marker: next.map(|t| marker(&calendar, &t, name)),
         })
     }
 

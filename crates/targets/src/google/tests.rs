@@ -298,13 +298,29 @@ async fn a_stored_sync_token_lists_only_changes_and_resyncs_after_410() {
 
     // A marker of a calendar that is gone: listed in full (found by name).
     let gone = CalendarHint {
-        marker: Some("gone@group.calendar.google.com sync-1".into()),
+        marker: Some(format!("gone@group.calendar.google.com sync-1 {CAL}")),
         ..hint
     };
     let t = target(&emu, fast());
     let fourth = t.list_checked(u, "teaching", &gone).await.unwrap();
     assert_eq!(by_event(&fourth), second);
     assert_eq!(fourth.marker, third.marker);
+
+    // A marker made for another calendar name (the setting has changed
+    // since) is not used: the calendar of the new name is looked up, and
+    // there is none yet.
+    let mut renamed = settings(&emu);
+    renamed.calendar = "Lectures".into();
+    let t = GoogleTarget::new("google", GoogleClient::with_options(renamed, fast()));
+    let hint = CalendarHint {
+        marker: fourth.marker.clone(),
+        ..gone
+    };
+    let other = t.list_checked(u, "teaching", &hint).await.unwrap();
+    assert!(
+        other.items.is_empty() && other.marker.is_none(),
+        "{other:?}"
+    );
     emu.assert_no_violations();
 }
 
