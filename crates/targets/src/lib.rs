@@ -188,7 +188,8 @@ impl Target {
     /// targets that need it (CalDAV) answer from ETags without downloading
     /// events, or from the ledger alone when the calendar's change marker
     /// equals `hint.marker` (Google: from the ledger and the changes since
-    /// the marker's sync token). Drift repair calls this.
+    /// the marker's sync token; Graph: without looking the calendar up,
+    /// its id being the marker). Drift repair calls this.
     pub async fn list_known(
         &self,
         calendar: &str,
@@ -199,7 +200,11 @@ impl Target {
         match self {
             Target::Caldav(t) => t.list_checked(calendar, profile, hint).await,
             Target::Google(t) => t.list_checked(calendar, profile, hint).await,
-            _ => Ok(Listing {
+            Target::Graph(t) => {
+                t.list_checked(calendar, profile, window.start..window.end, hint)
+                    .await
+            }
+            Target::Vdir(_) => Ok(Listing {
                 items: self.list(calendar, profile, window).await?,
                 marker: None,
             }),
@@ -249,9 +254,10 @@ impl Target {
         }
     }
 
-    /// Whether [`Target::list_known`] hands back change markers (CalDAV,
-    /// Google), so checking calendars again after writing to them pays off
-    /// next cycle.
+    /// Whether [`Target::list_known`] hands back markers that change with
+    /// the calendar (CalDAV, Google), so checking calendars again after
+    /// writing to them pays off next cycle. (Graph's marker only names the
+    /// calendar.)
     pub fn keeps_change_markers(&self) -> bool {
         matches!(self, Target::Caldav(_) | Target::Google(_))
     }

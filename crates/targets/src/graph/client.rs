@@ -502,6 +502,13 @@ impl GraphClient {
         Ok(v["value"].as_array().map_or(0, Vec::len))
     }
 
+    /// Records `calendar_id` as `mailbox`'s edusync calendar (read from a
+    /// stored change marker), sparing the lookup; a stale one is forgotten
+    /// at the first [`GraphError::CalendarNotFound`].
+    pub fn remember_calendar(&self, mailbox: &str, calendar_id: &str) {
+        lock(&self.inner.calendars).insert(mailbox.to_lowercase(), calendar_id.to_string());
+    }
+
     /// Forgets the calendar id found for `mailbox` (after [`GraphError::CalendarNotFound`]).
     pub fn forget_calendar(&self, mailbox: &str) {
         lock(&self.inner.calendars).remove(&mailbox.to_lowercase());

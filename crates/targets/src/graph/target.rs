@@ -1,7 +1,8 @@
 //! The `graph` target: [`CalendarOp`]s onto a [`GraphClient`].
 //!
 //! * A calendar of the delivery loop is a mailbox (the person's email); the
-//!   edusync calendar in it is found or created once per run.
+//!   edusync calendar in it is found or created once per run, or not at
+//!   all when drift repair has its id from the stored change marker.
 //! * Ledger mapping: `remote_id` = Graph event id, `etag` = `changeKey`
 //!   (drift repair compares it), `sequence` = the **generation** of the
 //!   event's `transactionId`.
@@ -27,7 +28,7 @@ use edusync_core::timetable::EventStatus;
 use jiff::Timestamp;
 
 use super::{GraphApplied, GraphClient, GraphError, GraphEvent, GraphOp, GraphSettings};
-use crate::{CalendarOp, OpKind, Outcome, RemoteItem, TargetError};
+use crate::{CalendarHint, CalendarOp, Listing, OpKind, Outcome, RemoteItem, TargetError};
 
 /// Mailboxes worked on at once. The client keeps each mailbox to 4 requests
 /// in flight and the whole app to Graph's global rate, so this only has to
@@ -40,6 +41,19 @@ pub const MAILBOX_CONCURRENCY: usize = 1000;
 pub struct GraphTarget {
     name: String,
     client: GraphClient,
+}
+
+/// A calendar's change marker: its id and the calendar name it was found
+/// by (ids hold no spaces; the name may).
+fn marker(calendar: &str, name: &str) -> String {
+    format!("{calendar} {name}")
+}
+
+/// The calendar id of a [`marker`] made for the calendar named `name`; a
+/// marker of another name (the setting changed since) is no marker.
+fn parse_marker<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let (calendar, made_for) = text.split_once(' ')?;
+    (made_for == name && !calendar.is_empty()).then_some(calendar)
 }
 
 /// `RenderedEvent` → the content written to Outlook.
@@ -296,18 +310,63 @@ impl GraphTarget {
         profile: &str,
         window: Range<Timestamp>,
     ) -> Result<Vec<RemoteItem>, TargetError> {
+        Ok(self
+            .list_found(mailbox, profile, window)
+            .await?
+            .map(|(_, items)| items)
+            .unwrap_or_default())
+    }
+
+    /// [`GraphTarget::list`] for drift repair. The calendar's change
+    /// marker is its id and the calendar name (the `calendar` setting) it
+    /// was found by: with the marker of the current name, the mailbox is
+    /// listed without looking the calendar up first, which halves the
+    /// requests of a cycle with nothing to do. A stale id (the calendar was
+    /// deleted) is looked up again by name.
+    pub async fn list_checked(
+        &self,
+        mailbox: &str,
+        profile: &str,
+        window: Range<Timestamp>,
+        hint: &CalendarHint,
+    ) -> Result<Listing, TargetError> {
+        let name = &self.client.settings().calendar;
+        let stored = hint.marker.as_deref().and_then(|m| parse_marker(m, name));
+        if let Some(id) = stored {
+            self.client.remember_calendar(mailbox, id);
+        }
+        let mut found = self.list_found(mailbox, profile, window.clone()).await?;
+        if found.is_none() && stored.is_some() {
+            // The client has forgotten the stale id: find the calendar by name.
+            found = self.list_found(mailbox, profile, window).await?;
+        }
+        Ok(match found {
+            Some((calendar, items)) => Listing {
+                items,
+                marker: Some(marker(&calendar, name)),
+            },
+            None => Listing::default(),
+        })
+    }
+
+    /// The calendar listed and the events in it; `None` when the calendar
+    /// went away while being listed (every event in it is gone).
+    async fn list_found(
+        &self,
+        mailbox: &str,
+        profile: &str,
+        window: Range<Timestamp>,
+    ) -> Result<Option<(String, Vec<RemoteItem>)>, TargetError> {
         let calendar = self
             .client
             .ensure_calendar(mailbox)
             .await
             .map_err(|e| self.fail(e.to_string()))?;
-        let events = match self.client.list_marked(mailbox, &calendar, window).await {
-            Ok(ev) => ev,
-            // The calendar went away: every event in it is gone.
-            Err(GraphError::CalendarNotFound { .. }) => Vec::new(),
-            Err(e) => return Err(self.fail(e.to_string())),
-        };
-        Ok(Self::items(events, profile))
+        match self.client.list_marked(mailbox, &calendar, window).await {
+            Ok(events) => Ok(Some((calendar, Self::items(events, profile)))),
+            Err(GraphError::CalendarNotFound { .. }) => Ok(None),
+            Err(e) => Err(self.fail(e.to_string())),
+        }
     }
 
     fn items(events: Vec<super::RemoteEvent>, profile: &str) -> Vec<RemoteItem> {

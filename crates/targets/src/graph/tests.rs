@@ -587,3 +587,60 @@ fn a_pem_without_a_certificate_is_explained() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn drift_listing_keeps_the_calendar_id_as_its_marker() {
+    use crate::CalendarHint;
+    let u = "ada@x.edu";
+    let emu = graph::spawn(GraphEmulatorConfig::with_users([u])).await;
+    let t = GraphTarget::new("graph", client(&emu));
+    let cal = t.client().ensure_calendar(u).await.unwrap();
+    ids(&t.client().apply(u, &cal, creates(0..3)).await);
+    let first = t
+        .list_checked(u, "teaching", window(), &CalendarHint::default())
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    assert_eq!(first.marker, Some(format!("{cal} Timetable")));
+
+    // The next run (a new client: nothing cached) with the stored marker
+    // lists without looking the calendar up: one request.
+    let t = GraphTarget::new("graph", client(&emu));
+    let hint = CalendarHint {
+        marker: first.marker.clone(),
+        ..CalendarHint::default()
+    };
+    let before = emu.stats().graph_requests;
+    let again = t
+        .list_checked(u, "teaching", window(), &hint)
+        .await
+        .unwrap();
+    assert_eq!(emu.stats().graph_requests, before + 1);
+    assert_eq!(again, first);
+
+    // A stale id (that calendar is gone) is looked up again by name.
+    let t = GraphTarget::new("graph", client(&emu));
+    let stale = CalendarHint {
+        marker: Some("AAMkAGone Timetable".into()),
+        ..CalendarHint::default()
+    };
+    assert_eq!(
+        t.list_checked(u, "teaching", window(), &stale)
+            .await
+            .unwrap(),
+        first
+    );
+
+    // A marker made for another calendar name (the setting has changed
+    // since) is not used: the calendar of the new name is found or made.
+    let mut renamed = settings(&emu);
+    renamed.calendar = "Lectures".into();
+    let t = GraphTarget::new("graph", GraphClient::with_options(renamed, fast()));
+    let other = t
+        .list_checked(u, "teaching", window(), &hint)
+        .await
+        .unwrap();
+    assert!(other.items.is_empty(), "{other:?}");
+    assert_ne!(other.marker, first.marker);
+    emu.assert_no_violations();
+}
