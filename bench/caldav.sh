@@ -12,13 +12,14 @@
 #   (pip xandikos, git-backed storage, --autocreate); no ceiling is measured
 #   there and the events stored are counted from each client's own report.
 #   CEILING_THREADS="8" (default; e.g. "4 8 16"): thread counts tried for the
-#   ceiling, which is the best of them. Each costs a full push per run.
+#   ceiling, which is the best of them. Each costs a full push per run;
+#   CEILING_THREADS=none skips the ceiling.
 set -euo pipefail
 STUDENTS=${1:-10}
 RUNS=${2:-3}
 SERVER=${SERVER:-radicale}
 CEILING_THREADS=${CEILING_THREADS:-8}
-[ "$SERVER" = radicale ] || CEILING_THREADS=""
+[ "$SERVER" = radicale ] && [ "$CEILING_THREADS" != none ] || CEILING_THREADS=""
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${EDUSYNC_BIN:-$ROOT/target/release/edusync}
 W=$(mktemp -d /dev/shm/edusync-caldav-bench.XXXXXX)
