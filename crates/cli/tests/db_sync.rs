@@ -182,9 +182,9 @@ fn calendars(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// `edusync plan|sync --profile teaching --format json`, answered as JSON.
-fn cycle(command: &str, cfg: &str) -> serde_json::Value {
-    json(&ok(&[
+/// The arguments of `edusync plan|sync --profile teaching --format json`.
+fn cycle_args<'a>(command: &'a str, cfg: &'a str) -> [&'a str; 7] {
+    [
         command,
         "--config",
         cfg,
@@ -192,7 +192,12 @@ fn cycle(command: &str, cfg: &str) -> serde_json::Value {
         "teaching",
         "--format",
         "json",
-    ]))
+    ]
+}
+
+/// `edusync plan|sync --profile teaching --format json`, answered as JSON.
+fn cycle(command: &str, cfg: &str) -> serde_json::Value {
+    json(&ok(&cycle_args(command, cfg)))
 }
 
 /// A plan right after a run has nothing to create, update or delete.
@@ -268,15 +273,7 @@ fn every_source_and_state_give_identical_calendars() {
 
 fn spawn(cfg: &str) -> Child {
     Command::new(BIN)
-        .args([
-            "sync",
-            "--config",
-            cfg,
-            "--profile",
-            "teaching",
-            "--format",
-            "json",
-        ])
+        .args(cycle_args("sync", cfg))
         .env("RUST_LOG", "edusync_engine=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
